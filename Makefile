@@ -1,0 +1,63 @@
+# Binary/ternary neural networks from Brevitas training to FINN accelerators on PYNQ boards.
+# `make help` lists the targets. Every target sets up .venv first when it is missing.
+
+MODEL     ?= lenet5
+PRECISION ?= binary
+BOARD     ?= Pynq-Z1
+MODE      ?= auto
+N         ?= 1000
+ID        ?= $(MODEL)_$(PRECISION)
+PY        := .venv/bin/python
+# Datasets: the offline copies beside the checkout when present, else ./data (filled by `make data`).
+DATA_DIR  ?= $(if $(wildcard ../shared/datasets/mnist.npz),../shared/datasets,data)
+export BNN_DATA_DIR := $(abspath $(DATA_DIR))
+DATASET   := $(if $(filter vggnet7,$(MODEL)),cifar10,mnist)
+PRETRAINED = pretrained/$(MODEL)/$(PRECISION)
+BUILD_DIR  = build/$(MODEL)_$(PRECISION)_$(BOARD)
+
+.PHONY: help setup data train test test-fast bench build bitstream sim infer export clean
+
+help:
+	@echo "make train MODEL=lenet5|vggnet7 PRECISION=binary|float|ternary [EPOCHS=N] [ID=name]"
+	@echo "make test                       the test suite (CI runs this)"
+	@echo "make data                       download MNIST and CIFAR-10 into ./data (torchvision)"
+	@echo "make bench                      training images/s in fp32 and bf16, epoch times"
+	@echo "make build MODEL=lenet5 BOARD=Pynq-Z1      FINN build to HW code, verified stage by stage"
+	@echo "make bitstream MODEL=lenet5 BOARD=Pynq-Z1  the same, on to bitfile + deployment package (Vivado)"
+	@echo "make sim MODEL=lenet5 BOARD=Pynq-Z1 [MODE=python|rtlsim|cppsim|auto] [N=1000]"
+	@echo "make infer                      driver/infer.py on the simulator (on a board: see README)"
+	@echo "data folder: $(BNN_DATA_DIR)"
+
+setup: .venv/.pins.sha256
+.venv/.pins.sha256: requirements/deps.txt scripts/setup_env.sh
+	bash scripts/setup_env.sh
+
+data: setup
+	$(PY) -c "from training.data import download; [print('ready:', download(n, 'data')) for n in ('mnist', 'cifar10')]"
+
+train: setup
+	$(PY) -m training $(ID) --params configs/$(MODEL)_$(PRECISION).yml $(if $(EPOCHS),--epochs $(EPOCHS))
+
+export: setup
+	$(PY) -m training --export $(PRETRAINED)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+bench: setup
+	$(PY) -m training.bench
+
+build: setup
+	$(PY) -m hw_build --model $(PRETRAINED) --board $(BOARD) --out $(BUILD_DIR)
+
+bitstream: setup
+	$(PY) -m hw_build --model $(PRETRAINED) --board $(BOARD) --out $(BUILD_DIR) --bitstream
+
+sim: setup
+	$(PY) -m sim --build $(BUILD_DIR) --mode $(MODE) -n $(N)
+
+infer: setup
+	$(PY) driver/infer.py --backend sim --package $(BUILD_DIR)/deploy -n $(N)
+
+clean:
+	rm -rf build results .pytest_cache

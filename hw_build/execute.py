@@ -1,0 +1,103 @@
+"""Running intermediate FINN models on real images in FINN's Python execution.
+
+A stage's model is either a whole graph (before the dataflow partition) or a dataflow child
+with its parent. Specialized ``_hls`` / ``_rtl`` nodes have no Python execution of their own;
+a copy mapped back to the base op type runs FINN's Python model of the same layer.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+# qonnx's per-tensor datatype sanitising dominates Python execution (a Python max() over every
+# tensor); our tensors are exact small integers in float32, and results are compared anyway.
+os.environ.setdefault("SANITIZE_QUANT_TENSORS", "0")
+
+FPGADATAFLOW = "finn.custom_op.fpgadataflow"
+
+
+def python_copy(model):
+    """Copy with every specialized HW node mapped back to its base op (Python-executable)."""
+    m = copy.deepcopy(model)
+    for node in m.graph.node:
+        if node.domain.startswith(FPGADATAFLOW) and node.op_type.endswith(("_hls", "_rtl")):
+            node.op_type = node.op_type.rsplit("_", 1)[0]
+            node.domain = FPGADATAFLOW
+    return m
+
+
+def _score_tensor(model) -> str | None:
+    """The input of the top-1 node: integer class scores once streamlined."""
+    for node in model.graph.node:
+        if node.op_type.startswith(("TopK", "LabelSelect")):
+            return node.input[0]
+    return None
+
+
+class StageRunner:
+    """Executes one stage's model image by image; returns (top1, scores-or-logits)."""
+
+    def __init__(self, model, parent=None):
+        from finn.core.onnx_exec import execute_onnx
+        self._exec = execute_onnx
+        self.model = python_copy(model)
+        self.parent = parent
+        self.iname = self.model.graph.input[0].name
+        self.oname = self.model.graph.output[0].name
+        self.score = _score_tensor(self.model)
+        self.pre = None
+        if parent is not None:
+            sdp = [n for n in parent.graph.node if n.op_type == "StreamingDataflowPartition"]
+            idx = list(parent.graph.node).index(sdp[0])
+            if idx != len(parent.graph.node) - 1:
+                raise RuntimeError("nodes after the dataflow partition are not supported: the accelerator "
+                                   "must end in the top-1 layer")
+            self.pre = [n for n in parent.graph.node][:idx]
+            self.parent_in = parent.graph.input[0].name
+            self.sdp_in = sdp[0].input[0]
+
+    def input_shape(self):
+        m = self.parent if self.parent is not None else self.model
+        return tuple(m.get_tensor_shape(m.graph.input[0].name))
+
+    def _pre(self, x: np.ndarray) -> np.ndarray:
+        if not self.pre:
+            return x
+        ctx = self._exec(self.parent, {self.parent_in: x}, return_full_exec_context=True,
+                         start_node=self.pre[0], end_node=self.pre[-1])
+        return ctx[self.sdp_in]
+
+    def run_one(self, x_nchw: np.ndarray) -> tuple[int, np.ndarray]:
+        """x_nchw: (1, C, H, W) float pixels 0..255, laid out for the graph's input."""
+        x = x_nchw.astype(np.float32)
+        shape = self.input_shape()
+        if x.shape != shape:  # graph takes NHWC after FINN's layout changes
+            x = x.transpose(0, 2, 3, 1).reshape(shape)
+        x = self._pre(x)
+        full = self.score is not None
+        ctx = self._exec(self.model, {self.iname: x}, return_full_exec_context=full)
+        out = ctx[self.oname]
+        scores = ctx[self.score] if full else out
+        top1 = int(np.asarray(out).ravel()[0]) if full else int(np.argmax(out))
+        return top1, np.asarray(scores, dtype=np.float64).ravel()
+
+    def run(self, images: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray]:
+        tops, scores = [], []
+        for i in range(len(images)):
+            t, s = self.run_one(images[i:i + 1])
+            tops.append(t)
+            scores.append(s)
+            if progress:
+                progress(1)
+        return np.array(tops), np.stack(scores)
+
+
+def save_temp(model, directory: Path) -> str:
+    fd, path = tempfile.mkstemp(suffix=".onnx", dir=directory)
+    os.close(fd)
+    model.save(path)
+    return path

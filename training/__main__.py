@@ -1,0 +1,72 @@
+"""python -m training ID --params configs/lenet5_binary.yml [--lr 0.01 ...]
+
+Trains (or with --inference evaluates) a binary, ternary or float LeNet5/VGGNet7.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import compat  # noqa: F401
+from .config import ConfigError, add_arguments, describe, overrides_from, resolve
+from .data import DataError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Quantization-aware training (Brevitas) of the study's binary/ternary/float LeNet5 and "
+                    "VGGNet7. Values come from the preset (--params), then from the flags below, which win.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("id", nargs="?", default="", help="run name: outputs go to RESULTS/ID/run-TIMESTAMP/")
+    p.add_argument("--params", help="YAML preset in configs/, e.g. configs/lenet5_binary.yml")
+    p.add_argument("--resume", metavar="RUN_DIR", type=Path,
+                   help="continue an interrupted run at its next epoch (its params.yml and last.pt)")
+    p.add_argument("--inference", action="store_true",
+                   help="evaluate --model-path on the test set instead of training")
+    p.add_argument("--model-path", metavar="DIR_OR_PT", type=Path,
+                   help="a run folder, a pretrained/ folder or a .pt checkpoint (with --inference)")
+    p.add_argument("--export", metavar="DIR_OR_PT", type=Path,
+                   help="export a checkpoint to QONNX for FINN (model.onnx beside it) and check it")
+    add_arguments(p)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        overrides = overrides_from(args)
+        if args.inference or args.export:
+            from .checkpoint import evaluate_checkpoint, export_checkpoint
+            target = args.model_path if args.inference else args.export
+            if target is None:
+                raise ConfigError("--inference needs --model-path DIR_OR_PT")
+            if args.inference:
+                evaluate_checkpoint(target, overrides)
+            else:
+                export_checkpoint(target, overrides)
+            return 0
+        from .train import Interrupted, load_config_of, train
+        if args.resume:
+            cfg = load_config_of(args.resume)
+            if overrides:
+                raise ConfigError(f"--resume continues with the run's own params.yml; drop {', '.join(overrides)}")
+            train(cfg, resume=args.resume)
+            return 0
+        if not args.params and not overrides:
+            raise ConfigError("give a preset with --params configs/<model>_<precision>.yml (see --help)")
+        cfg, overridden = resolve(args.params, overrides)
+        print("resolved parameters:\n" + describe(cfg, overridden), flush=True)
+        try:
+            train(cfg, run_id=args.id)
+        except Interrupted:
+            return 130
+        return 0
+    except (ConfigError, DataError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""Training configuration: one dataclass, loaded from a YAML preset, overridden on the command line.
+
+Every field is a preset key and a ``--flag`` (underscores become dashes). Unknown keys
+and values of the wrong type stop with an error that names them, before any work.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+CHOICES = {
+    "model": ("lenet5", "vggnet7"),
+    "dataset": ("mnist", "cifar10"),
+    "optimizer": ("adam", "sgd", "rmsprop", "asgd"),
+    "lr_schedule": ("none", "step", "cosine"),
+    "loss": ("sqr_hinge", "cross_entropy"),
+    "regularization": ("none", "l2", "bin"),
+    "layer_order": ("CBAP", "CPBA"),
+    "padding": ("minus_one", "replicate"),
+    "ste": ("bnn", "vanilla"),
+    "amp": ("none", "bf16", "fp16"),
+    "device": ("auto", "cpu", "cuda"),
+}
+
+
+def _opt(default, help, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    # what to train
+    model: str = _opt("lenet5", "network: lenet5 (MNIST) or vggnet7 (CIFAR-10)")
+    dataset: str = _opt("mnist", "dataset: mnist or cifar10")
+    binarize: bool = _opt(True, "binary weights and activations (Brevitas); false trains the float reference")
+    tern_weights: str = _opt("", "per-layer ternary weights, one 0/1 per weight layer, e.g. '1001' (LeNet5 has 4, VGGNet7 9)")
+    tern_acts: str = _opt("", "per-layer ternary inputs, one 0/1 per weight layer; index 0 applies with binarize_input")
+    l1_fp: bool = _opt(False, "first layer at 8-bit weights instead of binary ('full precision' that FINN can build)")
+    ln_fp: bool = _opt(False, "last layer at 8-bit weights instead of binary")
+    binarize_input: bool = _opt(False, "binarize the input pixels at binarize_input_threshold")
+    binarize_input_threshold: float = _opt(0.5, "threshold for binarize_input, on pixels scaled to [0, 1]")
+    width_scale: float = _opt(1.0, "multiplies every hidden layer's channel/neuron count (study: x1, x2, x4)")
+    layer_order: str = _opt("CPBA", "CPBA: conv, pool, BN, act (study's binary nets); CBAP: conv, BN, act, pool")
+    padding: str = _opt("minus_one", "'same' padding of VGGNet7's binary convs: minus_one (FINN builds it), "
+                                     "or replicate (study; FINN cannot build it)")
+    batchnorm: bool = _opt(True, "batch norm after each hidden layer (the last layer always has a scalar norm)")
+    biases: bool = _opt(False, "biases in conv/linear layers (float nets only)")
+    ste: str = _opt("bnn", "straight-through estimator of the sign: bnn (hardtanh, gradient 0 outside [-1, 1]) "
+                           "or vanilla (identity). The study's bireal and swish have no Brevitas quantizer")
+    # optimisation
+    epochs: int = _opt(50, "number of training epochs")
+    batch_size: int = _opt(100, "training batch size")
+    optimizer: str = _opt("adam", "optimizer: adam, sgd, rmsprop or asgd")
+    lr: float = _opt(1e-3, "initial learning rate")
+    momentum: float = _opt(0.9, "momentum (sgd, rmsprop)")
+    weight_decay: float = _opt(0.0, "weight decay of the optimizer")
+    lr_schedule: str = _opt("cosine", "none, step (x lr_decay at lr_milestones) or cosine (to 0 over the epochs)")
+    lr_milestones: list = _opt(None, "epochs at which a step schedule multiplies the lr by lr_decay, e.g. [100, 200]",
+                               item=int)
+    lr_decay: float = _opt(0.1, "factor of a step schedule")
+    loss: str = _opt("sqr_hinge", "sqr_hinge (squared hinge, study's binary LeNet5) or cross_entropy")
+    regularization: str = _opt("none", "none, l2, or bin: sum(1 - w^2) pulling latent weights to +-1")
+    reg_strength: float = _opt(0.0, "weight of the regularization term")
+    augment: bool = _opt(False, "training augmentation: random shift (MNIST) / flip and crop with 4-pixel padding (CIFAR-10)")
+    seed: int = _opt(0, "random seed (weights, split order, batches)")
+    # data and run
+    data_dir: str = _opt("", "folder with mnist.npz / cifar10.npz (layout of ../shared/datasets); "
+                             "empty: $BNN_DATA_DIR, then ./data (filled by 'make data')")
+    val_size: int = _opt(-1, "validation images split off the training set; -1: study's (MNIST 10k, CIFAR-10 5k)")
+    train_limit: int = _opt(0, "use only the first N training images (0: all); for quick runs and tests")
+    test_limit: int = _opt(0, "evaluate only the first N test images (0: all)")
+    results: str = _opt("results", "folder for run outputs: RESULTS/ID/run-TIMESTAMP/")
+    # speed
+    device: str = _opt("auto", "auto (cuda when present), cpu or cuda")
+    amp: str = _opt("none", "mixed precision autocast: none, bf16 (CPU with AMX, GPU) or fp16 (GPU)")
+    channels_last: bool = _opt(False, "channels_last memory format for convolutions")
+    threads: int = _opt(0, "torch CPU threads (0: torch's default)")
+    eval_batch_size: int = _opt(1000, "batch size for validation and test")
+
+    def n_weight_layers(self) -> int:
+        return {"lenet5": 4, "vggnet7": 9}[self.model]
+
+    def validate(self) -> None:
+        for key, allowed in CHOICES.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}")
+        expected = {"lenet5": "mnist", "vggnet7": "cifar10"}[self.model]
+        if self.dataset != expected:
+            raise ConfigError(f"dataset: {self.model} is built for {expected}, not {self.dataset}")
+        n = self.n_weight_layers()
+        for key in ("tern_weights", "tern_acts"):
+            s = getattr(self, key)
+            if s and (len(s) != n or set(s) - {"0", "1"}):
+                raise ConfigError(f"{key}: {s!r} must be {n} characters of 0/1 for {self.model}")
+        if (self.tern_weights or self.tern_acts or self.l1_fp or self.ln_fp) and not self.binarize:
+            raise ConfigError("tern_weights/tern_acts/l1_fp/ln_fp apply to quantized nets: set binarize: true")
+        if self.biases and self.binarize:
+            raise ConfigError("biases: quantized nets have no biases (FINN folds BN into thresholds); "
+                              "set biases: false or binarize: false")
+        if self.padding == "replicate" and self.binarize:
+            pass  # allowed for training parity with the study; export refuses it with a clear error
+        for key in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key}: must be positive, got {getattr(self, key)}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr: must be positive, got {self.lr}")
+        if self.width_scale <= 0:
+            raise ConfigError(f"width_scale: must be positive, got {self.width_scale}")
+        if self.lr_schedule == "step" and not self.lr_milestones:
+            raise ConfigError("lr_milestones: a step schedule needs milestones, e.g. --lr-milestones 100,200")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class ConfigError(ValueError):
+    """A preset or command-line value that cannot be used; the message names the key."""
+
+
+def _type_of(f: dataclasses.Field):
+    return typing.get_type_hints(TrainConfig)[f.name]
+
+
+def coerce(f: dataclasses.Field, value, source: str):
+    """Checks one value against the field's type; strings (from the command line) are parsed."""
+    t = _type_of(f)
+    where = f"{f.name} ({source})"
+    if t is list:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        try:
+            return [f.metadata["item"](v) for v in value]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a list of integers, got {value!r}") from None
+    if t is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if t is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if t is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if t is str:
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    raise AssertionError(t)
+
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def load_preset(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"preset {path} not found; presets are in configs/ (e.g. configs/lenet5_binary.yml)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"preset {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset {path} must be a mapping of keys to values")
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"preset {path}: unknown key(s) {', '.join(unknown)}; "
+                          f"known keys: {', '.join(FIELDS)}")
+    return {k: coerce(FIELDS[k], v, str(path)) for k, v in data.items()}
+
+
+def resolve(preset: str | None, overrides: dict) -> tuple[TrainConfig, set]:
+    """Preset values, then command-line overrides (which win). Returns the config and the overridden keys."""
+    values = load_preset(preset) if preset else {}
+    for k, v in overrides.items():
+        values[k] = coerce(FIELDS[k], v, "command line")
+    cfg = TrainConfig(**values)
+    cfg.validate()
+    return cfg, set(overrides)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One --flag per field; values stay strings here and are checked by coerce()."""
+    group = parser.add_argument_group("preset keys (each overrides the preset's value)")
+    for f in fields(TrainConfig):
+        default = f.default
+        choices = CHOICES.get(f.name)
+        extra = f" [{'|'.join(choices)}]" if choices else ""
+        group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
+                           metavar=_type_of(f).__name__.upper(),
+                           help=f"{f.metadata['help']}{extra} (default: {default!r})")
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    return {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+
+
+def describe(cfg: TrainConfig, overridden: set) -> str:
+    lines = []
+    for f in fields(TrainConfig):
+        mark = "  (override)" if f.name in overridden else ""
+        lines.append(f"  {f.name:26s} {getattr(cfg, f.name)!r}{mark}")
+    return "\n".join(lines)

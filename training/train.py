@@ -1,0 +1,252 @@
+"""The training loop: run folder, metrics, atomic checkpoints, resume, interrupt handling."""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import time
+from contextlib import nullcontext
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from .config import TrainConfig, coerce, FIELDS, ConfigError
+from .data import DATASETS, batches, make_splits
+from .models import build_model, weight_layers
+
+METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds"]
+
+
+class Interrupted(Exception):
+    pass
+
+
+def save_atomic(obj, path: Path) -> None:
+    """torch.save to a temporary file, then rename: a kill never leaves a torn checkpoint."""
+    tmp = path.with_suffix(path.suffix + ".part")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".part")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def pick_device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: cuda requested but torch sees no GPU; use --device cpu or auto")
+    if cfg.device == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def loss_fn(cfg: TrainConfig, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if cfg.loss == "cross_entropy":
+        return F.cross_entropy(out, y)
+    target = F.one_hot(y, out.shape[1]).to(out.dtype) * 2 - 1  # squared hinge on +-1 targets
+    return F.relu(1 - target * out).pow(2).mean()
+
+
+def regularizer(cfg: TrainConfig, model) -> torch.Tensor | float:
+    if cfg.regularization == "none" or cfg.reg_strength == 0:
+        return 0.0
+    ws = [m.weight for m in weight_layers(model)]
+    if cfg.regularization == "l2":
+        return cfg.reg_strength * sum(w.pow(2).sum() for w in ws)
+    return cfg.reg_strength * sum((1 - w.pow(2)).sum() for w in ws)  # "bin": pull latent weights to +-1
+
+
+def make_optimizer(cfg: TrainConfig, model):
+    p, lr, wd = model.parameters(), cfg.lr, cfg.weight_decay
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(p, lr=lr, weight_decay=wd)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(p, lr=lr, momentum=cfg.momentum, weight_decay=wd)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(p, lr=lr, momentum=cfg.momentum, weight_decay=wd)
+    return torch.optim.ASGD(p, lr=lr, weight_decay=wd)
+
+
+def make_scheduler(cfg: TrainConfig, opt):
+    if cfg.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    if cfg.lr_schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=cfg.lr_milestones, gamma=cfg.lr_decay)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)
+
+
+def autocast(cfg: TrainConfig, device: torch.device):
+    if cfg.amp == "none":
+        return nullcontext()
+    dtype = torch.bfloat16 if cfg.amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def evaluate(model, x, y, cfg: TrainConfig, device) -> tuple[float, float]:
+    """Loss and accuracy (%) over a whole split, in eval mode and float32 (what gets exported)."""
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for xb, yb in batches(x, y, cfg.eval_batch_size):
+        xb, yb = xb.to(device), yb.to(device)
+        out = model(xb).float()
+        total_loss += loss_fn(cfg, out, yb).item() * len(xb)
+        correct += (out.argmax(1) == yb).sum().item()
+    return total_loss / len(x), 100.0 * correct / len(x)
+
+
+class Run:
+    """A run folder: results/ID/run-TIMESTAMP/ with params, metrics and checkpoints."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.metrics = directory / "metrics.csv"
+
+    @classmethod
+    def create(cls, cfg: TrainConfig, run_id: str) -> "Run":
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        d = Path(cfg.results) / run_id / f"run-{stamp}"
+        d.mkdir(parents=True, exist_ok=False)
+        write_text_atomic(d / "params.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        with open(d / "metrics.csv", "w", newline="") as f:
+            csv.writer(f).writerow(METRICS)
+        return cls(d)
+
+    def append_metrics(self, row: dict) -> None:
+        with open(self.metrics, "a", newline="") as f:
+            csv.writer(f).writerow([row[k] for k in METRICS])
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_metrics(self) -> list[dict]:
+        with open(self.metrics) as f:
+            return list(csv.DictReader(f))
+
+    def truncate_metrics(self, epochs: int) -> None:
+        """On resume, drop rows of epochs whose checkpoint was never written."""
+        rows = [r for r in self.read_metrics() if int(r["epoch"]) <= epochs]
+        with open(self.metrics, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(METRICS)
+            for r in rows:
+                w.writerow([r[k] for k in METRICS])
+
+
+def load_config_of(run_dir: Path) -> TrainConfig:
+    p = run_dir / "params.yml"
+    if not p.is_file():
+        raise ConfigError(f"{run_dir} is not a run folder (no params.yml)")
+    data = yaml.safe_load(p.read_text())
+    return TrainConfig(**{k: coerce(FIELDS[k], v, str(p)) for k, v in data.items() if k in FIELDS})
+
+
+def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=print) -> Path:
+    """Trains, writing everything into the run folder; returns it. Resumes from last.pt when given."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg)
+    torch.manual_seed(cfg.seed)
+    splits = make_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.train_limit, cfg.test_limit)
+    model = build_model(cfg).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt, start_epoch, best_acc = make_optimizer(cfg, model), 0, -1.0
+    sched = make_scheduler(cfg, opt)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if resume is not None:
+        run = Run(resume)
+        ck = torch.load(resume / "last.pt", map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        gen.set_state(ck["generator"])
+        start_epoch, best_acc = ck["epoch"], ck["best_val_acc"]
+        run.truncate_metrics(start_epoch)
+        log(f"resuming {resume} at epoch {start_epoch + 1}/{cfg.epochs}")
+    else:
+        run = Run.create(cfg, run_id or f"{cfg.model}_{'binary' if cfg.binarize else 'float'}")
+        save_atomic({"model": model.state_dict(), "config": cfg.to_dict()}, run.dir / "init.pt")
+        log(f"run folder: {run.dir}")
+
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):
+        stop["signal"] = signal.Signals(signum).name
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    aug = cfg.dataset if cfg.augment else None
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.time()
+            model.train()
+            n_seen, loss_sum, correct = 0, 0.0, 0
+            steps = math.ceil(len(splits.x_train) / cfg.batch_size)
+            bar = tqdm(batches(splits.x_train, splits.y_train, cfg.batch_size, True, gen, aug), total=steps,
+                       desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True,
+                       disable=None)
+            for xb, yb in bar:
+                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+                if cfg.channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                with autocast(cfg, device):
+                    out = model(xb)
+                    loss = loss_fn(cfg, out.float(), yb)
+                opt.zero_grad(set_to_none=True)
+                (loss + regularizer(cfg, model)).backward()
+                opt.step()
+                n_seen += len(xb)
+                loss_sum += loss.item() * len(xb)
+                correct += (out.argmax(1) == yb).sum().item()
+                bar.set_postfix(loss=f"{loss_sum / n_seen:.4f}", acc=f"{100 * correct / n_seen:.2f}")
+                if stop["signal"]:
+                    raise Interrupted(stop["signal"])
+            sched.step()
+            val_loss, val_acc = evaluate(model, splits.x_val, splits.y_val, cfg, device)
+            row = {"epoch": epoch + 1, "train_loss": f"{loss_sum / n_seen:.5f}",
+                   "train_acc": f"{100 * correct / n_seen:.3f}", "val_loss": f"{val_loss:.5f}",
+                   "val_acc": f"{val_acc:.3f}", "lr": f"{opt.param_groups[0]['lr']:.3e}",
+                   "epoch_seconds": f"{time.time() - t0:.1f}"}
+            run.append_metrics(row)  # before last.pt: a resume drops rows past the checkpoint
+            if val_acc > best_acc:
+                best_acc = val_acc
+                save_atomic({"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch + 1,
+                             "val_acc": val_acc}, run.dir / "best.pt")
+            save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                         "scheduler": sched.state_dict(), "generator": gen.get_state(),
+                         "epoch": epoch + 1, "best_val_acc": best_acc, "config": cfg.to_dict()},
+                        run.dir / "last.pt")
+            log(f"epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']} acc {row['train_acc']}%  "
+                f"val acc {row['val_acc']}% (best {best_acc:.2f}%)  lr {row['lr']}  {row['epoch_seconds']} s")
+            if stop["signal"]:
+                raise Interrupted(stop["signal"])
+    except Interrupted as e:
+        save_atomic({"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch + 1,
+                     "partial": True}, run.dir / "interrupted.pt")
+        log(f"\n{e}: stopped in epoch {epoch + 1}; last completed epoch is in {run.dir / 'last.pt'}. "
+            f"Continue with: python -m training --resume {run.dir}")
+        raise
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    finish(run, cfg, splits, device, log)
+    return run.dir
+
+
+def finish(run: Run, cfg: TrainConfig, splits, device, log) -> None:
+    model = build_model(cfg).to(device)
+    ck = torch.load(run.dir / "best.pt", map_location=device, weights_only=False)
+    model.load_state_dict(ck["model"])
+    _, test_acc = evaluate(model, splits.x_test, splits.y_test, cfg, device)
+    write_text_atomic(run.dir / "test_accuracy.txt",
+                      f"{test_acc:.2f}\n# best.pt: epoch {ck['epoch']}, val {ck['val_acc']:.3f}%, "
+                      f"test images {len(splits.x_test)}\n")
+    log(f"test accuracy of best.pt (epoch {ck['epoch']}): {test_acc:.2f}% on {len(splits.x_test)} images")
+    from .plots import training_curves
+    training_curves(run.metrics, run.dir / "curves.png", title=f"{cfg.model} {run.dir.parent.name}")
