@@ -1,0 +1,39 @@
+"""Shared fixtures: the offline datasets beside the checkout and a tiny trained binary LeNet5."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DATA = Path(os.environ.get("BNN_DATA_DIR") or ROOT.parent / "shared" / "datasets")
+os.environ["BNN_DATA_DIR"] = str(DATA)
+
+from training import compat  # noqa: E402,F401
+
+
+def pytest_collection_modifyitems(config, items):
+    if not (DATA / "mnist.npz").is_file():
+        skip = pytest.mark.skip(reason=f"datasets not found at {DATA} (set BNN_DATA_DIR)")
+        for item in items:
+            if "needs_data" in item.keywords:
+                item.add_marker(skip)
+
+
+def tiny_config(**kw):
+    from training.config import TrainConfig
+    base = dict(model="lenet5", dataset="mnist", epochs=1, batch_size=100, train_limit=3000, test_limit=500,
+                val_size=1000, width_scale=0.25, lr=0.005, threads=2, data_dir=str(DATA))
+    base.update(kw)
+    cfg = TrainConfig(**base)
+    cfg.validate()
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A binary LeNet5 at quarter width trained for two epochs on 3,000 real images (~10 s)."""
+    from training.train import train
+    out = tmp_path_factory.mktemp("runs")
+    return train(tiny_config(results=str(out), epochs=2), run_id="tiny", log=lambda *a: None)

@@ -1,0 +1,133 @@
+"""The FINN flow on real checkpoints and real images, without Xilinx tools."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DATA, ROOT
+from hw_build.__main__ import main as hw_main
+from hw_build.boards import BoardError, get_board
+from hw_build.finn_env import ToolMissing, missing_tools
+from hw_build.flow import BuildError, DoesNotFit, HwConfig, build
+from training.config import TrainConfig
+from training.models import build_model
+
+pytestmark = pytest.mark.needs_data
+PRETRAINED = ROOT / "pretrained" / "lenet5" / "binary"
+
+
+def _init_checkpoint(path, **kw):
+    cfg = TrainConfig(**kw)
+    cfg.validate()
+    torch.save({"model": build_model(cfg).state_dict(), "config": cfg.to_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_build(tiny_run, tmp_path_factory):
+    """The tiny trained LeNet5 through every step that runs without tools, then --bitstream stops."""
+    out = tmp_path_factory.mktemp("build")
+    hw = HwConfig(checkpoint=tiny_run, board="Pynq-Z1", target_fps=2000, out=out, verify_images=20,
+                  bitstream=True, data_dir=str(DATA))
+    if not missing_tools():
+        pytest.skip("Xilinx tools are installed: the no-tools stop cannot be observed here")
+    with pytest.raises(ToolMissing) as e:
+        build(hw, log=lambda *a: None)
+    return out, str(e.value)
+
+
+def test_small_model_is_verified_at_every_stage(tiny_build):
+    out, _ = tiny_build
+    report = json.loads((out / "verification" / "report.json").read_text())
+    assert report["all_ok"] and report["images"] == 20
+    stages = [s["stage"] for s in report["stages"]]
+    assert stages[0] == "export" and stages[-1] == "hw_codegen" and "specialize_layers" in stages
+    for s in report["stages"]:
+        assert s["top1_agree"] == 20
+        if s["scores"] == "integer scores" and s["stage"] != "streamline":
+            assert s["identical_to_previous_integer_stage"] is True
+
+
+def test_bitstream_without_tools_stops_at_ipgen_and_keeps_everything(tiny_build):
+    out, message = tiny_build
+    assert "step_hw_ipgen needs vitis_hls" in message and "2022.2" in message
+    state = json.loads((out / "build_state.json").read_text())
+    assert state["stopped_at"] == "hw_ipgen" and state["done"][-1] == "hw_codegen"
+    for f in ("report/estimates.json", "report/cycles_per_layer.png", "report/resources_per_layer.png",
+              "intermediate/00_export.onnx", "model.onnx"):
+        assert (out / f).is_file(), f
+
+
+def test_estimates_are_against_the_board(tiny_build):
+    out, _ = tiny_build
+    est = json.loads((out / "report" / "estimates.json").read_text())
+    assert est["capacity"]["LUT"] == 53_200 and est["capacity"]["BRAM_18K"] == 280
+    assert est["fps"] >= 2000 and 0 < est["total"]["LUT"] < 53_200
+
+
+@pytest.mark.skipif(not (PRETRAINED / "model.pt").is_file(), reason="pretrained/lenet5/binary not trained yet")
+def test_pretrained_lenet5_to_codegen_verified_on_100_images(tmp_path):
+    ctx = build(HwConfig(checkpoint=PRETRAINED, board="Pynq-Z1", out=tmp_path, verify_images=100,
+                         data_dir=str(DATA)), log=lambda *a: None)
+    assert all(r.ok and r.top1_agree == 100 for r in ctx.verifier.results)
+    assert ctx.estimates["fps"] >= 10_000
+    assert ctx.estimates["utilisation_pct"]["LUT"] < 50 and ctx.estimates["utilisation_pct"]["BRAM_18K"] < 50
+
+
+def test_model_too_big_for_the_board_names_resource_and_layers(tmp_path):
+    ck = _init_checkpoint(tmp_path / "wide.pt", width_scale=4.0)
+    with pytest.raises(DoesNotFit, match=r"BRAM_18K: needs \d+ of 280 \(\d+ over; most used by MVAU"):
+        build(HwConfig(checkpoint=ck, out=tmp_path / "o", verify_images=0, target_fps=1000), log=lambda *a: None)
+
+
+def test_float_and_replicate_padded_models_are_refused(tmp_path):
+    ck = _init_checkpoint(tmp_path / "f.pt", binarize=False, layer_order="CBAP")
+    with pytest.raises(BuildError, match="float model"):
+        build(HwConfig(checkpoint=ck, out=tmp_path / "o", verify_images=0), log=lambda *a: None)
+    ck = _init_checkpoint(tmp_path / "r.pt", model="vggnet7", dataset="cifar10", padding="replicate",
+                          width_scale=0.125, layer_order="CBAP")
+    assert hw_main(["--model", str(ck), "--out", str(tmp_path / "o2"), "--verify-images", "0"]) == 2
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert hw_main(["--model", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert "not found" in capsys.readouterr().err
+    ck = _init_checkpoint(tmp_path / "ok.pt", width_scale=0.25)
+    assert hw_main(["--model", str(ck), "--board", "Pynq-Z9", "--out", str(tmp_path)]) == 2
+    assert "unknown board 'Pynq-Z9'; known boards: Pynq-Z1" in capsys.readouterr().err
+    assert hw_main(["--model", str(ck), "--folding", str(tmp_path / "no.json"), "--out", str(tmp_path)]) == 2
+    assert "folding file" in capsys.readouterr().err
+
+
+def test_board_table():
+    assert get_board("pynq-z2").part == "xc7z020clg400-1"
+    assert get_board("KV260").uram == 64
+    with pytest.raises(BoardError):
+        get_board("Arty")
+
+
+def test_round_and_clip_xnor_thresholds_keeps_the_function():
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.basic import qonnx_make_model
+    from onnx import TensorProto, helper
+    from finn.core.onnx_exec import execute_onnx
+    from hw_build.transforms import RoundAndClipXnorThresholds
+    mw, mh = 8, 4
+    node = helper.make_node("MVAU", ["x", "w", "t"], ["y"], domain="finn.custom_op.fpgadataflow", MW=mw, MH=mh,
+                            SIMD=mw, PE=mh, binaryXnorMode=1, noActivation=0, inputDataType="BINARY",
+                            weightDataType="BINARY", outputDataType="BINARY", ActVal=0)
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, mw])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, mh])])
+    m = ModelWrapper(qonnx_make_model(g))
+    rng = np.random.default_rng(0)
+    m.set_initializer("w", rng.integers(0, 2, (mw, mh)).astype(np.float32))
+    m.set_initializer("t", np.array([[-3.0], [2.5], [9.7], [4.0]], dtype=np.float32))
+    for t, dt in (("x", "BINARY"), ("w", "BINARY"), ("y", "BINARY")):
+        m.set_tensor_datatype(t, DataType[dt])
+    xs = [rng.integers(0, 2, (1, mw)).astype(np.float32) for _ in range(64)]
+    before = [execute_onnx(m, {"x": x})["y"] for x in xs]
+    m2 = m.transform(RoundAndClipXnorThresholds())
+    assert m2.get_initializer("t").ravel().tolist() == [0, 3, 9, 4]
+    assert all(np.array_equal(a, execute_onnx(m2, {"x": x})["y"]) for a, x in zip(before, xs))

@@ -1,0 +1,52 @@
+import csv
+import os
+import signal
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from training.train import Interrupted, train
+
+pytestmark = pytest.mark.needs_data
+
+
+def test_short_real_training_beats_chance_by_far(tiny_run):
+    acc = float((tiny_run / "test_accuracy.txt").read_text().split()[0])
+    assert acc > 80.0, f"two epochs on 3,000 MNIST images reached only {acc}%"
+    for name in ("params.yml", "init.pt", "best.pt", "last.pt", "metrics.csv", "curves.png"):
+        assert (tiny_run / name).is_file(), name
+    rows = list(csv.DictReader(open(tiny_run / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[-1]["val_acc"]) > 80
+
+
+def _sigterm_after_epoch(n):
+    def log(msg):
+        if msg.startswith(f"epoch {n}/"):
+            os.kill(os.getpid(), signal.SIGTERM)
+    return log
+
+
+def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path):
+    cfg = tiny_config(epochs=2, train_limit=1000, results=str(tmp_path / "a"), lr_schedule="cosine")
+    straight = train(cfg, run_id="r", log=lambda *a: None)
+    cfg_b = tiny_config(epochs=2, train_limit=1000, results=str(tmp_path / "b"), lr_schedule="cosine")
+    with pytest.raises(Interrupted):
+        train(cfg_b, run_id="r", log=_sigterm_after_epoch(1))
+    run_b = next((tmp_path / "b" / "r").iterdir())
+    assert (run_b / "interrupted.pt").is_file() and not (run_b / "test_accuracy.txt").exists()
+    assert torch.load(run_b / "last.pt", weights_only=False)["epoch"] == 1
+    train(cfg_b, resume=run_b, log=lambda *a: None)
+    a = torch.load(straight / "last.pt", weights_only=False)
+    b = torch.load(run_b / "last.pt", weights_only=False)
+    assert b["epoch"] == 2
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert [r["epoch"] for r in csv.DictReader(open(run_b / "metrics.csv"))] == ["1", "2"]
+
+
+def test_ternary_and_float_variants_train(tmp_path):
+    for kw in (dict(tern_weights="1111", tern_acts="0111"), dict(binarize=False, biases=True, layer_order="CBAP",
+                                                                  loss="cross_entropy")):
+        run = train(tiny_config(epochs=2, results=str(tmp_path), **kw), run_id="v", log=lambda *a: None)
+        assert float((run / "test_accuracy.txt").read_text().split()[0]) > 50
