@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -157,6 +157,50 @@ def step_estimates(model, ctx: Context):
     return model
 
 
+def step_driver_settings(model, ctx: Context):
+    """FINN's PYNQ driver settings (settings.json: shapes, data types, packing) without Vivado.
+
+    FINN's step_make_driver reads the IODMA-wrapped graph that ZynqBuild makes inside Vivado; this
+    replays that wrapping (InsertIODMA, InsertDWC, SpecializeLayers, Floorplan, partition) on a copy
+    and runs FINN's MakePYNQDriver on it. The accelerator model itself is unchanged.
+    """
+    import copy
+
+    from finn.transformation.fpgadataflow.create_dataflow_partition import CreateDataflowPartition
+    from finn.transformation.fpgadataflow.floorplan import Floorplan
+    from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
+    from finn.transformation.fpgadataflow.insert_iodma import InsertIODMA
+    from finn.transformation.fpgadataflow.make_driver import MakePYNQDriver
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+    from finn.util.basic import pynq_native_port_width
+    from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames
+    from qonnx.transformation.infer_data_layouts import InferDataLayouts
+    m = copy.deepcopy(model).transform(InferDataLayouts())
+    for t in (InsertIODMA(pynq_native_port_width[ctx.board.finn_board]), InsertDWC(),
+              SpecializeLayers(ctx.board.part), Floorplan(),
+              CreateDataflowPartition(partition_model_dir=str(ctx.out / "finn" / "iodma_partitions"))):
+        m = m.transform(t).transform(GiveUniqueNodeNames()).transform(GiveReadableTensorNames())
+    _name_dma_instances(m)
+    m = m.transform(MakePYNQDriver("zynq-iodma", "FINNDMAOverlay", clk_period_ns=ctx.hw.clock_ns,
+                                   board=ctx.board.finn_board))
+    from .package import write_package
+    write_package(ctx, Path(m.get_metadata_prop("pynq_driver_dir")) / "settings.json")
+    return model
+
+
+def _name_dma_instances(model) -> None:
+    """Instance names as MakeZYNQProject gives them in the block design (idma0, odma0, ...)."""
+    from qonnx.custom_op.registry import getCustomOp
+    counts = {"idma": 0, "odma": 0}
+    for node in model.get_nodes_by_op_type("StreamingDataflowPartition"):
+        kind = ("idma" if model.find_producer(node.input[0]) is None else
+                "odma" if not model.find_consumers(node.output[0]) else None)
+        name = node.name
+        if kind:
+            name, counts[kind] = f"{kind}{counts[kind]}", counts[kind] + 1
+        getCustomOp(node).set_nodeattr("instance_name", name)
+
+
 def _tool_step(name, tools=("vitis_hls", "vivado")):
     finn_step = _finn_step(name)
 
@@ -183,6 +227,7 @@ STEPS = [
     ("minimize_bit_width", _finn_step("step_minimize_bit_width"), True),
     ("estimates", step_estimates, False),
     ("hw_codegen", _finn_step("step_hw_codegen"), True),
+    ("driver_settings", step_driver_settings, False),
 ]
 TOOL_STEPS = [
     ("hw_ipgen", _tool_step("step_hw_ipgen", ("vitis_hls",)), False),
@@ -192,7 +237,15 @@ TOOL_STEPS = [
     ("synthesize_bitfile", _tool_step("step_synthesize_bitfile", ("vivado",)), False),
     ("make_driver", _tool_step("step_make_driver", ("vivado",)), False),
     ("deployment_package", _tool_step("step_deployment_package", ("vivado",)), False),
+    ("board_files", lambda model, ctx: _board_files(model, ctx), False),
 ]
+
+
+def _board_files(model, ctx: Context):
+    """Bitfile and hwh from FINN's deployment package into the project's deploy/ folder."""
+    from .package import add_bitfile
+    add_bitfile(ctx)
+    return model
 
 
 # --- running ---------------------------------------------------------------------------------
@@ -230,17 +283,20 @@ def build(hw: HwConfig, log=print) -> Context:
     from training.data import make_splits
 
     board = get_board(hw.board)
-    model_t, train_cfg, ck_path = load(hw.checkpoint)
+    model_t, train_cfg, src_ck = load(hw.checkpoint)
     if not train_cfg.binarize:
-        raise BuildError(f"{ck_path} is a float model; FINN builds quantized nets (binarize: true)")
+        raise BuildError(f"{src_ck} is a float model; FINN builds quantized nets (binarize: true)")
     out = Path(hw.out) if hw.out else default_out(hw, train_cfg)
     out.mkdir(parents=True, exist_ok=True)
+    ck_path = out / "checkpoint.pt"  # the build keeps its own copy: simulation and driver compare against it
+    if src_ck.resolve() != ck_path.resolve():
+        shutil.copyfile(src_ck, ck_path)
     finn_env.setup(out / "finn_tmp")
     folding = Path(hw.folding) if hw.folding else (None if hw.target_fps else shipped_folding(hw, train_cfg))
     if folding is not None and not folding.is_file():
         raise BuildError(f"folding file {folding} not found")
     ctx = Context(hw, board, out, make_finn_cfg(hw, board, out, folding), train_cfg, model_t)
-    log(f"building {ck_path} for {board.name} ({board.part}) at {1000 / hw.clock_ns:.0f} MHz -> {out}")
+    log(f"building {src_ck} for {board.name} ({board.part}) at {1000 / hw.clock_ns:.0f} MHz -> {out}")
     log("folding: " + (f"{folding}" if folding else f"automatic to {ctx.finn_cfg.target_fps} FPS"))
 
     if hw.verify_images:
@@ -252,7 +308,8 @@ def build(hw: HwConfig, log=print) -> Context:
 
     steps = STEPS + (TOOL_STEPS if hw.bitstream else [])
     (out / "intermediate").mkdir(exist_ok=True)
-    state = {"checkpoint": str(ck_path), "checkpoint_sha256": _sha256(ck_path), "board": board.name,
+    state = {"source_checkpoint": str(src_ck), "checkpoint": str(ck_path.resolve()),
+             "checkpoint_sha256": _sha256(ck_path), "board": board.name,
              "clock_ns": hw.clock_ns, "folding": str(folding) if folding else None,
              "target_fps": ctx.finn_cfg.target_fps, "done": []}
     model = None

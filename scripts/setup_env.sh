@@ -22,5 +22,8 @@ echo "torch==2.13.0" > $VENV/constraints.txt
 $PIP install -r requirements/deps.txt -c $VENV/constraints.txt
 # 3. brevitas 0.13.0 declares setuptools<70 (conflicts with torch 2.13); its real needs are in deps.txt.
 $PIP install --no-deps brevitas==0.13.0 qonnx==1.0.0 finn-plus==1.6.1
+# finn-plus-driver: the on-board runtime; here only its pure-Python overlay runs, on driver/emulate.py.
+# Its pins (pynq: numpy<2) would break finn-plus, so no dependencies.
+$PIP install --no-deps finn-plus-driver==1.6.1
 $VENV/bin/python -c "import torch, brevitas, qonnx, finn; print('environment ready: torch', torch.__version__)"
 echo "$want" > "$STAMP"

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Test-set inference on the accelerator: on a PYNQ board, or without one.
+
+On the board (the default backend) this runs in the board image's Python with pynq and FINN's
+runtime, finn-plus-driver (`pip install finn-plus-driver==1.6.1`): its FINNDMAOverlay loads the
+bitfile and does the packing and the DMA; this script feeds it the test set in batches and
+measures. Without a board: --backend sim runs the build's dataflow graph in simulation, and
+--backend emulated runs this same board code path (finn-plus-driver's packing, buffers and DMA
+registers) on an emulated pynq whose DMA engines call the simulator.
+
+  python infer.py                                   # on the board, inside the deployment package
+  python driver/infer.py --backend sim --package build/lenet5_binary_Pynq-Z1/deploy
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+class InferError(RuntimeError):
+    """Bad input or missing hardware; the message names the problem and the fix."""
+
+
+def parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--package", type=Path, default=HERE,
+                   help="deployment package folder (settings.json, package.json, data/, bitfile/)")
+    p.add_argument("--backend", choices=["board", "sim", "emulated"], default="board",
+                   help="board: the FPGA through pynq; sim: the build's dataflow graph in simulation; emulated: "
+                        "the board code path on an emulated pynq backed by the simulator")
+    p.add_argument("--batch", type=int, default=100, help="images per accelerator call (DMA buffer size)")
+    p.add_argument("-n", "--images", type=int, default=0, help="first N test images; 0: all in the package")
+    p.add_argument("--bitfile", type=Path, help="bitfile (default PACKAGE/bitfile/finn-accel.bit; .hwh beside it)")
+    p.add_argument("--sim-mode", default="python", choices=["python", "rtlsim"],
+                   help="simulation used by --backend sim / emulated")
+    p.add_argument("--out", type=Path, help="JSON report (default PACKAGE/report_<backend>.json)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def load_package(pkg: Path, n: int):
+    for f in ("settings.json", "data/test_x.npy", "data/test_y.npy"):
+        if not (pkg / f).is_file():
+            raise InferError(f"{pkg / f} not found: --package must be a deployment package "
+                             f"(build/<model>_<board>/deploy, made by 'make build' / 'make bitstream')")
+    settings = json.loads((pkg / "settings.json").read_text())["driver_information"]
+    info = json.loads((pkg / "package.json").read_text()) if (pkg / "package.json").is_file() else {}
+    x, y = np.load(pkg / "data" / "test_x.npy"), np.load(pkg / "data" / "test_y.npy")
+    if n:
+        x, y = x[:n], y[:n]
+    want = tuple(settings["io_shape_dict"]["ishape_normal"][0][1:])
+    if x.shape[1:] != want or x.dtype != np.uint8:
+        raise InferError(f"test images are {x.dtype}{list(x.shape[1:])} but the accelerator takes uint8{list(want)} "
+                         f"(NHWC): the data does not fit this model")
+    if len(x) != len(y):
+        raise InferError(f"{len(x)} images but {len(y)} labels in {pkg / 'data'}")
+    return settings, info, x, y
+
+
+def progress(total, enabled):
+    try:
+        from tqdm import tqdm
+        return tqdm(total=total, unit="img", disable=not enabled)
+    except ImportError:  # board images may lack tqdm
+        class Bar:
+            def __init__(self):
+                self.n = 0
+
+            def update(self, k):
+                self.n += k
+                if enabled:
+                    print(f"\r{self.n}/{total} images", end="", file=sys.stderr, flush=True)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *a):
+                if enabled:
+                    print(file=sys.stderr)
+        return Bar()
+
+
+def open_overlay(pkg: Path, settings: dict, bitfile: Path, batch: int, emulated: bool):
+    """finn-plus-driver's overlay class named in settings.json, as its own CLI builds it."""
+    if emulated:
+        from emulate import install  # driver/emulate.py
+        install(pkg)
+    try:
+        from finn_plus_driver import get_driver_class
+    except ImportError:
+        raise InferError("finn-plus-driver is not installed: on the board run 'pip install finn-plus-driver==1.6.1' "
+                         "in the PYNQ image's Python") from None
+    try:
+        import pynq  # noqa: F401
+    except ImportError:
+        raise InferError("pynq is not importable: run on a PYNQ board image, or use --backend sim") from None
+    if not emulated:
+        for f in (bitfile, bitfile.with_suffix(".hwh")):
+            if not f.is_file():
+                raise InferError(f"{f} not found: build the bitstream with 'make bitstream' (needs Vivado) and copy "
+                                 f"the whole deploy/ folder to the board")
+    kwargs = {k: v for k, v in settings.items() if k not in ("driver_type",)}
+    kwargs.setdefault("runtime_weight_dir", str(pkg / "runtime_weights"))
+    cls = get_driver_class(settings["driver_type"])
+    try:
+        accel = cls(str(bitfile), **kwargs)
+    except RuntimeError as e:
+        if "No Devices Found" in str(e):
+            raise InferError("no FPGA found by pynq: run on a PYNQ board (Pynq-Z1/Z2, ZCU104, KV260, AUP-ZU3) "
+                             "as root, or use --backend sim") from None
+        raise
+    try:
+        accel.batch_size = batch
+    except (MemoryError, RuntimeError) as e:
+        raise InferError(f"could not allocate DMA buffers for a batch of {batch} images ({e}); "
+                         f"use a smaller --batch") from None
+    return accel
+
+
+def run_overlay(accel, x, batch, bar):
+    """Top-1 per image; the last partial batch runs on a smaller DMA transfer of the same buffers."""
+    out = np.empty(len(x), dtype=np.int64)
+    t0 = time.time()
+    for i in range(0, len(x), batch):
+        xb = x[i:i + batch]
+        if len(xb) < batch:
+            xb = np.concatenate([xb, np.zeros((batch - len(xb),) + xb.shape[1:], xb.dtype)])
+        res = accel.execute(xb)
+        out[i:i + batch] = np.asarray(res).reshape(batch, -1)[: min(batch, len(x) - i), 0]
+        bar.update(min(batch, len(x) - i))
+    total = time.time() - t0
+    accel.batch_size = 1
+    lat = []
+    for k in range(min(10, len(x))):
+        t = time.time()
+        accel.execute(x[k:k + 1])
+        lat.append(time.time() - t)
+    return out, total, float(np.median(lat))
+
+
+def run_sim(pkg: Path, info: dict, n: int, mode: str, bar):
+    root = HERE.parent
+    if not (root / "sim" / "run.py").is_file():
+        raise InferError("--backend sim runs from the project checkout: python driver/infer.py --backend sim ...")
+    sys.path.insert(0, str(root))
+    from sim.run import Build, run_python, run_mixed, layer_modes
+    build = Build.load(Path(info["build_dir"]))
+    x = np.load(pkg / "data" / "test_x.npy")[: n or None].transpose(0, 3, 1, 2)
+    t0 = time.time()
+    if mode == "python":
+        top1 = run_python(build, x)
+    else:
+        top1, _ = run_mixed(build, x, layer_modes(build, "rtlsim"), build.dir / "sim" / "work", log=lambda *a: None)
+    bar.update(len(x))
+    return top1, time.time() - t0
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    pkg = args.package.resolve()
+    try:
+        if args.batch <= 0:
+            raise InferError(f"--batch must be positive, got {args.batch}")
+        settings, info, x, y = load_package(pkg, args.images)
+        bitfile = (args.bitfile or pkg / "bitfile" / "finn-accel.bit").resolve()
+        with progress(len(x), not args.no_progress) as bar:
+            if args.backend == "sim":
+                top1, total = run_sim(pkg, info, len(x), args.sim_mode, bar)
+                latency = None
+            else:
+                if args.backend == "emulated":
+                    os.environ["BNN_EMULATED_SIM_MODE"] = args.sim_mode
+                    sys.path.insert(0, str(HERE))
+                accel = open_overlay(pkg, settings, bitfile, args.batch, args.backend == "emulated")
+                top1, total, latency = run_overlay(accel, x, args.batch, bar)
+    except InferError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    report = {"backend": args.backend, "model": info.get("model"), "board": info.get("board"),
+              "images": int(len(x)), "batch": args.batch, "accuracy_pct": float(100 * (top1 == y).mean()),
+              "correct": int((top1 == y).sum()), "seconds": round(total, 3),
+              "images_per_s": round(len(x) / total, 1),
+              "latency_ms_batch1": None if latency is None else round(1000 * latency, 3),
+              "estimated_fps": info.get("estimated_fps"),
+              "note": {"board": "measured on the FPGA, including host-side packing",
+                       "sim": f"{args.sim_mode} simulation on the host: speed says nothing of the FPGA",
+                       "emulated": "board code path on an emulated pynq; speed is the simulator's"}[args.backend]}
+    out = args.out or pkg / f"report_{args.backend}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"{report['images']} images: accuracy {report['accuracy_pct']:.2f}%  "
+          f"{report['images_per_s']} images/s  "
+          + (f"latency {report['latency_ms_batch1']} ms (batch 1)  " if latency is not None else "")
+          + f"[{args.backend}] -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

