@@ -33,7 +33,15 @@ class EmulatedBuffer(np.ndarray):
         pass
 
 
+# contiguous (CMA) memory the PYNQ image reserves; pynq.allocate fails past it
+CMA_BYTES = int(float(os.environ.get("BNN_EMULATED_CMA_MB", "128")) * 2**20)
+
+
 def allocate(shape, dtype=np.uint8, cacheable=True, target=None, **kw):
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    live = sum(b.nbytes for b in _BUFFERS.values())
+    if live + size > CMA_BYTES:
+        raise RuntimeError("Failed to allocate Memory!")  # what pynq's allocator raises
     buf = np.zeros(shape, dtype=dtype).view(EmulatedBuffer)
     buf.device_address = next(_ADDR)
     _BUFFERS[buf.device_address] = buf

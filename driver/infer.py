@@ -112,17 +112,15 @@ def open_overlay(pkg: Path, settings: dict, bitfile: Path, batch: int, emulated:
     kwargs.setdefault("runtime_weight_dir", str(pkg / "runtime_weights"))
     cls = get_driver_class(settings["driver_type"])
     try:
-        accel = cls(str(bitfile), **kwargs)
-    except RuntimeError as e:
+        accel = cls(str(bitfile), batch_size=batch, **kwargs)
+    except (MemoryError, RuntimeError) as e:
+        if "allocate" in str(e).lower() or isinstance(e, MemoryError):
+            raise InferError(f"could not allocate DMA buffers for a batch of {batch} images ({e}); "
+                             f"use a smaller --batch") from None
         if "No Devices Found" in str(e):
             raise InferError("no FPGA found by pynq: run on a PYNQ board (Pynq-Z1/Z2, ZCU104, KV260, AUP-ZU3) "
                              "as root, or use --backend sim") from None
         raise
-    try:
-        accel.batch_size = batch
-    except (MemoryError, RuntimeError) as e:
-        raise InferError(f"could not allocate DMA buffers for a batch of {batch} images ({e}); "
-                         f"use a smaller --batch") from None
     return accel
 
 
@@ -171,6 +169,7 @@ def main(argv=None) -> int:
         if args.batch <= 0:
             raise InferError(f"--batch must be positive, got {args.batch}")
         settings, info, x, y = load_package(pkg, args.images)
+        args.batch = min(args.batch, len(x))
         bitfile = (args.bitfile or pkg / "bitfile" / "finn-accel.bit").resolve()
         with progress(len(x), not args.no_progress) as bar:
             if args.backend == "sim":

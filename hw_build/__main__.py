@@ -35,6 +35,8 @@ def parser() -> argparse.ArgumentParser:
                    help="go on to the bitfile and deployment package (needs vitis_hls and vivado in PATH)")
     p.add_argument("--mvau-wwidth-max", type=int, default=1024,
                    help="widest weight stream (bits) automatic folding may give one MVAU PE")
+    p.add_argument("--stop-after", metavar="STEP", help="end the flow after this step (see README: export, "
+                                                       "streamline, convert_to_hw, estimates, hw_codegen, ...)")
     p.add_argument("--list-boards", action="store_true", help="print the boards and their resources, then exit")
     return p
 
@@ -55,7 +57,8 @@ def main(argv=None) -> int:
     from .verify import VerificationError
     hw = HwConfig(checkpoint=args.model, board=args.board, target_fps=args.target_fps, folding=args.folding,
                   clock_ns=args.clock_ns, out=args.out, verify_images=args.verify_images,
-                  bitstream=args.bitstream, data_dir=args.data_dir, mvau_wwidth_max=args.mvau_wwidth_max)
+                  bitstream=args.bitstream, data_dir=args.data_dir, mvau_wwidth_max=args.mvau_wwidth_max,
+                  stop_after=args.stop_after)
     try:
         build(hw)
     except ToolMissing as e:

@@ -42,6 +42,7 @@ class HwConfig:
     bitstream: bool = False
     data_dir: str = ""
     mvau_wwidth_max: int = 1024
+    stop_after: str | None = None     # a step name: end the flow there
 
     def model_id(self, train_cfg) -> str:
         return f"{train_cfg.model}_{precision_name(train_cfg)}"
@@ -100,6 +101,15 @@ def _finn_step(name):
     step.__name__ = name
     step.__doc__ = f"FINN's {name}."
     return step
+
+
+def step_streamline(model, ctx: Context):
+    """FINN's step_streamline, then the project's BinaryPadToNHWC (FINN leaves bipolar -1 padding
+    unconverted when it moves activations to the {0, 1} XNOR encoding)."""
+    import finn.builder.build_dataflow_steps as steps
+    from .transforms import BinaryPadToNHWC
+    model = steps.step_streamline(model, ctx.finn_cfg)
+    return model.transform(BinaryPadToNHWC())
 
 
 def step_round_xnor_thresholds(model, ctx: Context):
@@ -218,7 +228,7 @@ STEPS = [
     ("qonnx_to_finn", _finn_step("step_qonnx_to_finn"), True),
     ("tidy_up", _finn_step("step_tidy_up"), True),
     ("add_top1", step_add_top1, True),
-    ("streamline", _finn_step("step_streamline"), True),
+    ("streamline", step_streamline, True),
     ("convert_to_hw", _finn_step("step_convert_to_hw"), True),
     ("round_xnor_thresholds", step_round_xnor_thresholds, True),
     ("create_dataflow_partition", step_create_dataflow_partition, True),
@@ -307,6 +317,11 @@ def build(hw: HwConfig, log=print) -> Context:
         ctx.verifier = Verifier(s.x_test.numpy(), np.arange(len(s.x_test)), logits, out / "verification")
 
     steps = STEPS + (TOOL_STEPS if hw.bitstream else [])
+    names = [n for n, _, _ in steps]
+    if hw.stop_after:
+        if hw.stop_after not in names:
+            raise BuildError(f"--stop-after {hw.stop_after!r} is not a step; steps: {', '.join(names)}")
+        steps = steps[:names.index(hw.stop_after) + 1]
     (out / "intermediate").mkdir(exist_ok=True)
     state = {"source_checkpoint": str(src_ck), "checkpoint": str(ck_path.resolve()),
              "checkpoint_sha256": _sha256(ck_path), "board": board.name,

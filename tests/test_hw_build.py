@@ -18,9 +18,16 @@ PRETRAINED = ROOT / "pretrained" / "lenet5" / "binary"
 
 
 def _init_checkpoint(path, **kw):
+    """An untrained net whose BN statistics come from two batches of random pixels: with the default
+    statistics every threshold sits exactly at 0, where float summation order decides the sign."""
     cfg = TrainConfig(**kw)
     cfg.validate()
-    torch.save({"model": build_model(cfg).state_dict(), "config": cfg.to_dict()}, path)
+    model = build_model(cfg).train()
+    from training.models import INPUT_CHW
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randint(0, 256, (32, *INPUT_CHW[cfg.model])).float())
+    torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, path)
     return path
 
 
@@ -131,3 +138,16 @@ def test_round_and_clip_xnor_thresholds_keeps_the_function():
     m2 = m.transform(RoundAndClipXnorThresholds())
     assert m2.get_initializer("t").ravel().tolist() == [0, 3, 9, 4]
     assert all(np.array_equal(a, execute_onnx(m2, {"x": x})["y"]) for a, x in zip(before, xs))
+
+
+def test_vggnet7_minus_one_padding_streamlines_exactly(tmp_path):
+    """BinaryPadToNHWC: VGGNet7's -1 padding must survive FINN's switch to the {0, 1} encoding."""
+    ck = _init_checkpoint(tmp_path / "vgg.pt", model="vggnet7", dataset="cifar10", width_scale=0.0625,
+                          layer_order="CBAP")
+    ctx = build(HwConfig(checkpoint=ck, out=tmp_path / "o", verify_images=4, target_fps=1000, data_dir=str(DATA),
+                         stop_after="convert_to_hw"), log=lambda *a: None)
+    assert [r.stage for r in ctx.verifier.results][-1] == "convert_to_hw"
+    assert all(r.ok for r in ctx.verifier.results)
+    from qonnx.core.modelwrapper import ModelWrapper
+    m = ModelWrapper(str(tmp_path / "o" / "intermediate" / "05_convert_to_hw.onnx"))
+    assert len(m.get_nodes_by_op_type("FMPadding")) == 5 and not m.get_nodes_by_op_type("Pad")

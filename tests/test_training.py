@@ -50,3 +50,17 @@ def test_ternary_and_float_variants_train(tmp_path):
                                                                   loss="cross_entropy")):
         run = train(tiny_config(epochs=2, results=str(tmp_path), **kw), run_id="v", log=lambda *a: None)
         assert float((run / "test_accuracy.txt").read_text().split()[0]) > 50
+
+
+def test_torchrun_ddp_path_runs_with_world_size_1(tmp_path):
+    import subprocess
+    import sys
+    from conftest import DATA, ROOT
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1"]
+    r = subprocess.run(torchrun + ["-m", "training", "ddp", "--params", str(ROOT / "configs/lenet5_binary.yml"),
+                                   "--epochs", "1", "--train-limit", "1000", "--test-limit", "200",
+                                   "--width-scale", "0.25", "--results", str(tmp_path), "--data-dir", str(DATA)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    run = next((tmp_path / "ddp").iterdir())
+    assert (run / "best.pt").is_file() and (run / "test_accuracy.txt").is_file()

@@ -68,6 +68,8 @@ class TrainConfig:
     reg_strength: float = _opt(0.0, "weight of the regularization term")
     augment: bool = _opt(False, "training augmentation: random shift (MNIST) / flip and crop with 4-pixel padding (CIFAR-10)")
     seed: int = _opt(0, "random seed (weights, split order, batches)")
+    init_from: str = _opt("", "checkpoint whose weights of matching name and shape initialise this net "
+                              "(the study's float pretraining: a float run's best.pt)")
     # data and run
     data_dir: str = _opt("", "folder with mnist.npz / cifar10.npz (layout of ../shared/datasets); "
                              "empty: $BNN_DATA_DIR, then ./data (filled by 'make data')")

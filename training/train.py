@@ -39,6 +39,18 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def init_from(model, path: str) -> str:
+    """Copies the tensors whose name and shape match (float pretraining of a quantized net)."""
+    from .checkpoint import find_checkpoint
+    ck = torch.load(find_checkpoint(Path(path)), map_location="cpu", weights_only=False)
+    own = model.state_dict()
+    same = {k: v for k, v in ck["model"].items() if k in own and own[k].shape == v.shape}
+    if not same:
+        raise ConfigError(f"init_from: {path} shares no tensor of matching name and shape with this {ck['config']}")
+    model.load_state_dict(same, strict=False)
+    return f"initialised {len(same)} of {len(own)} tensors from {path}"
+
+
 def pick_device(cfg: TrainConfig) -> torch.device:
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda requested but torch sees no GPU; use --device cpu or auto")
@@ -157,6 +169,9 @@ def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=pr
     model = build_model(cfg).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    net, rank, world = distributed(model, device)
+    if rank:
+        log = lambda *a: None  # noqa: E731  (rank 0 alone writes and reports)
     opt, start_epoch, best_acc = make_optimizer(cfg, model), 0, -1.0
     sched = make_scheduler(cfg, opt)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -171,9 +186,13 @@ def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=pr
         run.truncate_metrics(start_epoch)
         log(f"resuming {resume} at epoch {start_epoch + 1}/{cfg.epochs}")
     else:
-        run = Run.create(cfg, run_id or f"{cfg.model}_{'binary' if cfg.binarize else 'float'}")
-        save_atomic({"model": model.state_dict(), "config": cfg.to_dict()}, run.dir / "init.pt")
-        log(f"run folder: {run.dir}")
+        if cfg.init_from:
+            log(init_from(model, cfg.init_from))
+        run = None
+        if rank == 0:
+            run = Run.create(cfg, run_id or f"{cfg.model}_{'binary' if cfg.binarize else 'float'}")
+            save_atomic({"model": model.state_dict(), "config": cfg.to_dict()}, run.dir / "init.pt")
+            log(f"run folder: {run.dir}")
 
     stop = {"signal": None}
 
@@ -192,11 +211,13 @@ def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=pr
                        desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True,
                        disable=None)
             for xb, yb in bar:
+                if world > 1:  # every rank draws the same batch and takes its share
+                    xb, yb = xb[rank::world], yb[rank::world]
                 xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
                 if cfg.channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 with autocast(cfg, device):
-                    out = model(xb)
+                    out = net(xb)
                     loss = loss_fn(cfg, out.float(), yb)
                 opt.zero_grad(set_to_none=True)
                 (loss + regularizer(cfg, model)).backward()
@@ -207,11 +228,14 @@ def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=pr
                 bar.set_postfix(loss=f"{loss_sum / n_seen:.4f}", acc=f"{100 * correct / n_seen:.2f}")
                 if stop["signal"]:
                     raise Interrupted(stop["signal"])
+            lr_used = opt.param_groups[0]["lr"]
             sched.step()
+            if rank:
+                continue
             val_loss, val_acc = evaluate(model, splits.x_val, splits.y_val, cfg, device)
             row = {"epoch": epoch + 1, "train_loss": f"{loss_sum / n_seen:.5f}",
                    "train_acc": f"{100 * correct / n_seen:.3f}", "val_loss": f"{val_loss:.5f}",
-                   "val_acc": f"{val_acc:.3f}", "lr": f"{opt.param_groups[0]['lr']:.3e}",
+                   "val_acc": f"{val_acc:.3f}", "lr": f"{lr_used:.3e}",
                    "epoch_seconds": f"{time.time() - t0:.1f}"}
             run.append_metrics(row)  # before last.pt: a resume drops rows past the checkpoint
             if val_acc > best_acc:
@@ -227,6 +251,8 @@ def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=pr
             if stop["signal"]:
                 raise Interrupted(stop["signal"])
     except Interrupted as e:
+        if rank:
+            raise
         save_atomic({"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch + 1,
                      "partial": True}, run.dir / "interrupted.pt")
         log(f"\n{e}: stopped in epoch {epoch + 1}; last completed epoch is in {run.dir / 'last.pt'}. "
@@ -235,8 +261,25 @@ def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=pr
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        if world > 1 or "LOCAL_RANK" in os.environ:
+            import torch.distributed as dist
+            dist.destroy_process_group()
+    if rank:
+        return None
     finish(run, cfg, splits, device, log)
     return run.dir
+
+
+def distributed(model, device):
+    """Under torchrun (LOCAL_RANK set): DistributedDataParallel over gloo (CPU) or nccl (GPU)."""
+    if "LOCAL_RANK" not in os.environ:
+        return model, 0, 1
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return ddp, dist.get_rank(), dist.get_world_size()
 
 
 def finish(run: Run, cfg: TrainConfig, splits, device, log) -> None:

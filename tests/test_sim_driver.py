@@ -1,0 +1,103 @@
+"""Simulation and the driver on a real (tiny) build: python mode, Verilator rtlsim, emulated board."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import DATA, ROOT
+from sim.run import SimError, simulate
+from sim.verilator import hw_to_python_order
+
+pytestmark = pytest.mark.needs_data
+
+
+@pytest.fixture(scope="module")
+def built(tiny_run, tmp_path_factory):
+    from hw_build.flow import HwConfig, build
+    out = tmp_path_factory.mktemp("simbuild")
+    build(HwConfig(checkpoint=tiny_run, board="Pynq-Z1", target_fps=2000, out=out, verify_images=0,
+                   data_dir=str(DATA)), log=lambda *a: None)
+    return out
+
+
+def test_python_mode_matches_brevitas_on_real_images(built):
+    r = simulate(built, "python", 200, str(DATA), workers=2, log=lambda *a: None)
+    assert r["images"] == 200 and r["agreement_with_brevitas_pct"] == 100.0
+    assert set(r["layer_modes"].values()) == {"python"}
+
+
+def test_rtlsim_mixed_mode_is_bit_exact_with_stalls(built):
+    r = simulate(built, "rtlsim", 20, str(DATA), log=lambda *a: None)
+    rtl = [l for l in r["layers"] if l["mode"] == "rtlsim"]
+    assert {l["name"].split("_rtl")[0] for l in rtl} >= {"FMPadding", "ConvolutionInputGenerator"}
+    assert all(l["bit_exact_vs_python"] for l in rtl), [l["name"] for l in rtl if not l["bit_exact_vs_python"]]
+    for l in rtl:  # cycles without stalls within 30% of FINN's estimate
+        assert abs(l["cycles_per_image"] - l["estimated_cycles"]) <= 0.3 * l["estimated_cycles"], l
+    assert r["agreement_with_brevitas_pct"] == 100.0
+    assert json.loads((built / "sim" / "report_rtlsim.json").read_text())["all_rtl_layers_bit_exact"]
+
+
+def test_cppsim_without_hlslib_says_what_is_missing(built, monkeypatch):
+    monkeypatch.delenv("FINN_HLSLIB", raising=False)
+    monkeypatch.delenv("XILINX_HLS", raising=False)
+    with pytest.raises(SimError, match="finn-hlslib .*FINN_HLSLIB"):
+        simulate(built, "cppsim", 2, str(DATA), log=lambda *a: None)
+
+
+def test_sim_bad_inputs(tmp_path, built):
+    with pytest.raises(SimError, match="no hardware build"):
+        simulate(tmp_path, "python", 2, str(DATA), log=lambda *a: None)
+    with pytest.raises(SimError, match="unknown mode"):
+        simulate(built, "gatesim", 2, str(DATA), log=lambda *a: None)
+
+
+def test_depthwise_window_reorder():
+    class Inst:
+        onnx_node = type("N", (), {"op_type": "ConvolutionInputGenerator_rtl"})
+
+        def get_nodeattr(self, k):
+            return {"depthwise": 1, "ConvKernelDim": [2, 2], "SIMD": 2, "IFMChannels": 4}[k]
+    hw = np.arange(16).reshape(1, 16)  # (C/SIMD=2, K=4, SIMD=2)
+    py = hw_to_python_order(Inst(), hw)
+    assert py.reshape(4, 2, 2)[1, 0].tolist() == hw.reshape(2, 4, 2)[0, 1].tolist()
+
+
+def _infer(*args, env=None):
+    import os
+    return subprocess.run([sys.executable, str(ROOT / "driver" / "infer.py"), "--no-progress", *args],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})})
+
+
+def test_driver_emulated_board_path_and_sim_agree(built):
+    pkg = built / "deploy"
+    a = _infer("--backend", "emulated", "--package", str(pkg), "-n", "150", "--batch", "64")
+    assert a.returncode == 0, a.stderr
+    b = _infer("--backend", "sim", "--package", str(pkg), "-n", "150")
+    assert b.returncode == 0, b.stderr
+    ra = json.loads((pkg / "report_emulated.json").read_text())
+    rb = json.loads((pkg / "report_sim.json").read_text())
+    assert ra["images"] == rb["images"] == 150 and ra["correct"] == rb["correct"]
+    assert ra["accuracy_pct"] > 80 and ra["latency_ms_batch1"] is not None
+
+
+def test_driver_errors(built, tmp_path):
+    r = _infer("--package", str(tmp_path))
+    assert r.returncode == 2 and "settings.json not found" in r.stderr
+    r = _infer("--package", str(built / "deploy"), "-n", "5")  # board backend here: no pynq / bitfile
+    assert r.returncode == 2 and ("pynq" in r.stderr or "bitfile" in r.stderr or "finn-plus-driver" in r.stderr)
+    r = _infer("--package", str(built / "deploy"), "--backend", "emulated", "--batch", "0")
+    assert r.returncode == 2 and "--batch must be positive" in r.stderr
+    r = _infer("--package", str(built / "deploy"), "--backend", "emulated", "-n", "2000", "--batch", "5000",
+               env={"BNN_EMULATED_CMA_MB": "1"})  # 2,000 MNIST images need 1.5 MB of DMA buffer
+    assert r.returncode == 2 and "could not allocate DMA buffers for a batch of 2000" in r.stderr
+    bad = tmp_path / "pkg"
+    bad.mkdir()
+    for f in ("settings.json", "package.json"):
+        (bad / f).write_text((built / "deploy" / f).read_text())
+    (bad / "data").mkdir()
+    np.save(bad / "data" / "test_x.npy", np.zeros((4, 32, 32, 3), np.uint8))
+    np.save(bad / "data" / "test_y.npy", np.zeros(4, np.uint8))
+    r = _infer("--package", str(bad), "--backend", "sim")
+    assert r.returncode == 2 and "does not fit this model" in r.stderr
