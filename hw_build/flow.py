@@ -10,7 +10,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,8 @@ class HwConfig:
     stop_after: str | None = None     # a step name: end the flow there
 
     def model_id(self, train_cfg) -> str:
-        return f"{train_cfg.model}_{precision_name(train_cfg)}"
+        width = "" if train_cfg.width_scale == 1 else f"_w{train_cfg.width_scale:g}"
+        return f"{train_cfg.model}_{precision_name(train_cfg)}{width}"
 
 
 def precision_name(cfg) -> str:

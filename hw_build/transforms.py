@@ -18,7 +18,6 @@ class RoundAndClipXnorThresholds(Transformation):
     """
 
     def apply(self, model):
-        changed = False
         for node in model.graph.node:
             if not node.op_type.startswith("MVAU") or len(node.input) < 3:
                 continue
@@ -31,8 +30,7 @@ class RoundAndClipXnorThresholds(Transformation):
             if not np.array_equal(clipped, t):
                 model.set_initializer(node.input[2], clipped.astype(np.float32))
                 model.set_tensor_datatype(node.input[2], DataType.get_smallest_possible(mw + 1))
-                changed = True
-        return model, False  # one pass clips every node
+        return model, False  # one pass handles every node
 
 
 class BinaryPadToNHWC(Transformation):

@@ -142,9 +142,8 @@ def layer_modes(build: Build, mode: str) -> dict:
 def run_mixed(build: Build, images: np.ndarray, modes: dict, work: Path, log=print) -> tuple[np.ndarray, list]:
     """Layer by layer over all images; returns top-1 per image and per-layer reports."""
     from finn.core.onnx_exec import execute_onnx
-    from qonnx.custom_op.registry import getCustomOp
     from hw_build.execute import StageRunner, python_copy
-    from .verilator import RtlLayer, hw_to_python_order, pack_input, unpack_output, words_per_image
+    from .verilator import hw_to_python_order, pack_input, unpack_output, words_per_image
     runner = StageRunner(build.child, build.parent)
     py = python_copy(build.child)
     acts = [runner._pre(_to_graph_layout(runner, images[i:i + 1].astype(np.float32))) for i in range(len(images))]

@@ -16,7 +16,7 @@ import yaml
 from tqdm import tqdm
 
 from .config import TrainConfig, coerce, FIELDS, ConfigError
-from .data import DATASETS, batches, make_splits
+from .data import batches, make_splits
 from .models import build_model, weight_layers
 
 METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds"]
