@@ -149,6 +149,10 @@ def run_mixed(build: Build, images: np.ndarray, modes: dict, work: Path, log=pri
     acts = [runner._pre(_to_graph_layout(runner, images[i:i + 1].astype(np.float32))) for i in range(len(images))]
     est = build.estimates.get("layers", {})
     compiled = _compile_rtl_layers(build, modes, len(acts), work)
+    cpp_model = None
+    if "cppsim" in modes.values():
+        from .cppsim import compile_cppsim
+        cpp_model = compile_cppsim(build, work)
     reports = []
     for node, py_node in zip(build.child.graph.node, py.graph.node):
         mode = modes[node.name]
@@ -177,10 +181,11 @@ def run_mixed(build: Build, images: np.ndarray, modes: dict, work: Path, log=pri
                 f"(FINN estimate {rep.estimated_cycles})  compile {rep.compile_s} s")
         elif mode == "cppsim":
             from .cppsim import run_cppsim_layer
-            got = run_cppsim_layer(node, build, acts, work)
+            got = run_cppsim_layer(cpp_model, node.name, acts)
             bad = [i for i in range(len(acts)) if not np.array_equal(got[i], ref[i])]
             rep.bit_exact_vs_python, rep.mismatched_images = not bad, bad
             acts = list(got)
+            log(f"  {node.name:34s} cppsim  bit-exact {not bad}")
         else:
             acts = ref
         reports.append(rep)
@@ -223,8 +228,8 @@ def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str =
     images, labels, ref_top1, cfg = reference_and_images(build, n, data_dir)
     check_images_fit(build, images)
     modes = layer_modes(build, mode)
-    if mode == "cppsim" and "cppsim" not in modes.values():
-        from .cppsim import cppsim_requirements
+    from .cppsim import cppsim_available, cppsim_requirements
+    if mode == "cppsim" and not cppsim_available():
         raise SimError(cppsim_requirements())
     out = Path(out) if out else build.dir / "sim"
     out.mkdir(parents=True, exist_ok=True)

@@ -101,3 +101,13 @@ def test_driver_errors(built, tmp_path):
     np.save(bad / "data" / "test_y.npy", np.zeros(4, np.uint8))
     r = _infer("--package", str(bad), "--backend", "sim")
     assert r.returncode == 2 and "does not fit this model" in r.stderr
+
+
+def test_cppsim_matches_python_when_finn_hlslib_is_present(built):
+    from sim.cppsim import cppsim_available, cppsim_requirements
+    if not cppsim_available():
+        pytest.skip(cppsim_requirements())
+    r = simulate(built, "cppsim", 5, str(DATA), log=lambda *a: None)
+    cpp = [l for l in r["layers"] if l["mode"] == "cppsim"]
+    assert cpp and all(l["bit_exact_vs_python"] for l in cpp)
+    assert r["agreement_with_brevitas_pct"] == 100.0
