@@ -148,10 +148,28 @@ def _check_folding_covers(model, path) -> None:
     hw = {n.name for n in model.graph.node if n.domain.startswith("finn.custom_op.fpgadataflow")}
     missing = sorted(n for n in hw - names if not n.startswith(("FMPadding", "LabelSelect", "StreamingDataWidth")))
     unknown = sorted(names - hw)
-    if unknown or missing:
+    bad = _indivisible_folding(model)
+    if unknown or missing or bad:
         raise BuildError(f"folding file {path} does not match this model: unknown layers {unknown}, "
-                         f"layers without an entry {missing}. Start from report/auto_folding_config.json of a "
-                         f"--target-fps build")
+                         f"layers without an entry {missing}, folding that does not divide the layer {bad}. "
+                         f"Start from finn/report/auto_folding_config.json of a --target-fps build")
+
+
+def _indivisible_folding(model) -> list:
+    """Layers whose PE/SIMD do not divide the dimension they fold."""
+    from qonnx.custom_op.registry import getCustomOp
+    pairs = (("MW", "SIMD"), ("MH", "PE"), ("IFMChannels", "SIMD"), ("NumChannels", "SIMD"), ("Channels", "PE"),
+             ("NumChannels", "PE"))
+    bad = []
+    for node in model.graph.node:
+        if not node.domain.startswith("finn.custom_op.fpgadataflow"):
+            continue
+        inst = getCustomOp(node)
+        attrs = {a.name for a in node.attribute}
+        for dim, fold in pairs:
+            if dim in attrs and fold in attrs and inst.get_nodeattr(dim) % inst.get_nodeattr(fold):
+                bad.append(f"{node.name} {fold}={inst.get_nodeattr(fold)} vs {dim}={inst.get_nodeattr(dim)}")
+    return bad
 
 
 def step_estimates(model, ctx: Context):

@@ -151,3 +151,13 @@ def test_vggnet7_minus_one_padding_streamlines_exactly(tmp_path):
     from qonnx.core.modelwrapper import ModelWrapper
     m = ModelWrapper(str(tmp_path / "o" / "intermediate" / "05_convert_to_hw.onnx"))
     assert len(m.get_nodes_by_op_type("FMPadding")) == 5 and not m.get_nodes_by_op_type("Pad")
+
+
+def test_folding_file_of_another_model_and_bad_stop_step(tiny_run, tmp_path):
+    with pytest.raises(BuildError, match="does not match this model"):
+        build(HwConfig(checkpoint=tiny_run, out=tmp_path / "a", verify_images=0, data_dir=str(DATA),
+                       folding=ROOT / "configs" / "folding" / "lenet5_binary_Pynq-Z1.json", stop_after="folding"),
+              log=lambda *a: None)
+    with pytest.raises(BuildError, match="is not a step"):
+        build(HwConfig(checkpoint=tiny_run, out=tmp_path / "b", verify_images=0, stop_after="synthesis"),
+              log=lambda *a: None)

@@ -111,3 +111,34 @@ def test_cppsim_matches_python_when_finn_hlslib_is_present(built):
     cpp = [l for l in r["layers"] if l["mode"] == "cppsim"]
     assert cpp and all(l["bit_exact_vs_python"] for l in cpp)
     assert r["agreement_with_brevitas_pct"] == 100.0
+
+
+def test_sim_refuses_a_build_whose_checkpoint_changed(built, tmp_path):
+    import shutil
+    copy = tmp_path / "b"
+    shutil.copytree(built, copy, symlinks=True)
+    state = json.loads((copy / "build_state.json").read_text())
+    state["checkpoint"] = str(copy / "checkpoint.pt")
+    (copy / "build_state.json").write_text(json.dumps(state))
+    with open(copy / "checkpoint.pt", "ab") as f:
+        f.write(b"x")
+    with pytest.raises(SimError, match="changed since the build"):
+        simulate(copy, "python", 2, str(DATA), log=lambda *a: None)
+
+
+def test_sim_refuses_images_of_another_shape(built):
+    from sim.run import Build, check_images_fit
+    with pytest.raises(SimError, match="do not fit the accelerator's input"):
+        check_images_fit(Build.load(built), np.zeros((2, 3, 32, 32), np.uint8))
+
+
+def test_board_backend_names_missing_bitfile(built, monkeypatch):
+    sys.path.insert(0, str(ROOT / "driver"))
+    import emulate
+    import infer
+    emulate.install(built / "deploy")  # a pynq to import; the board path must still want the real bitfile
+    settings = json.loads((built / "deploy" / "settings.json").read_text())["driver_information"]
+    with pytest.raises(infer.InferError, match="finn-accel.bit not found: build the bitstream"):
+        infer.open_overlay(built / "deploy", settings, built / "deploy" / "bitfile" / "finn-accel.bit", 4, False)
+    for m in ("pynq", "pynq.ps"):
+        monkeypatch.delitem(sys.modules, m, raising=False)
