@@ -38,7 +38,7 @@ class Build:
 
     @classmethod
     def load(cls, build_dir: Path) -> "Build":
-        build_dir = Path(build_dir)
+        build_dir = Path(build_dir).resolve()
         state_file = build_dir / "build_state.json"
         if not state_file.is_file():
             raise SimError(f"{build_dir} holds no hardware build (no build_state.json). Run "

@@ -104,7 +104,7 @@ class RtlLayer:
         self.top = inst.get_verilog_top_module_name()
         self.files = [Path(f) for f in inst.get_rtl_file_list(abspath=True)]
         self.stall, self.seed = stall_pct, seed
-        self.work = work / self.name
+        self.work = Path(work).resolve() / self.name  # Verilator runs in another folder
         self.exe = None
 
     def compile(self, n_in: int, n_out: int, log=print) -> float:
