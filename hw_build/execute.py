@@ -71,13 +71,15 @@ class StageRunner:
                          start_node=self.pre[0], end_node=self.pre[-1])
         return ctx[self.sdp_in]
 
-    def run_one(self, x_nchw: np.ndarray) -> tuple[int, np.ndarray]:
-        """x_nchw: (1, C, H, W) float pixels 0..255, laid out for the graph's input."""
+    def to_graph_layout(self, x_nchw: np.ndarray) -> np.ndarray:
+        """(1, C, H, W) pixels as the graph's input takes them (NHWC after FINN's layout changes)."""
         x = x_nchw.astype(np.float32)
         shape = self.input_shape()
-        if x.shape != shape:  # graph takes NHWC after FINN's layout changes
-            x = x.transpose(0, 2, 3, 1).reshape(shape)
-        x = self._pre(x)
+        return x if x.shape == shape else x.transpose(0, 2, 3, 1).reshape(shape)
+
+    def run_one(self, x_nchw: np.ndarray) -> tuple[int, np.ndarray]:
+        """x_nchw: (1, C, H, W) float pixels 0..255."""
+        x = self._pre(self.to_graph_layout(x_nchw))
         full = self.score is not None
         ctx = self._exec(self.model, {self.iname: x}, return_full_exec_context=full)
         out = ctx[self.oname]

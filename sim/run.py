@@ -146,7 +146,7 @@ def run_mixed(build: Build, images: np.ndarray, modes: dict, work: Path, log=pri
     from .verilator import hw_to_python_order, pack_input, unpack_output, words_per_image
     runner = StageRunner(build.child, build.parent)
     py = python_copy(build.child)
-    acts = [runner._pre(_to_graph_layout(runner, images[i:i + 1].astype(np.float32))) for i in range(len(images))]
+    acts = [runner._pre(runner.to_graph_layout(images[i:i + 1])) for i in range(len(images))]
     est = build.estimates.get("layers", {})
     compiled = _compile_rtl_layers(build, modes, len(acts), work)
     cpp_model = None
@@ -211,11 +211,6 @@ def _compile_rtl_layers(build: Build, modes: dict, n_images: int, work: Path) ->
         return name, (layer, round(layer.compile(n_in, n_out), 1))
     with ThreadPoolExecutor(max_workers=2) as pool:
         return dict(pool.map(comp, layers.items()))
-
-
-def _to_graph_layout(runner, x):
-    shape = runner.input_shape()
-    return x if x.shape == shape else x.transpose(0, 2, 3, 1).reshape(shape)
 
 
 # --- entry ---------------------------------------------------------------------------------------

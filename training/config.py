@@ -104,8 +104,6 @@ class TrainConfig:
         if self.biases and self.binarize:
             raise ConfigError("biases: quantized nets have no biases (FINN folds BN into thresholds); "
                               "set biases: false or binarize: false")
-        if self.padding == "replicate" and self.binarize:
-            pass  # allowed for training parity with the study; export refuses it with a clear error
         for key in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key}: must be positive, got {getattr(self, key)}")
