@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -34,11 +35,33 @@ def hlslib_dir() -> Path | None:
     return None
 
 
-def _hlslib_recent(lib: Path) -> bool:
-    """FINN 1.6's generated code calls flatten()/unflatten() of finn-hlslib's flatten.hpp (finn-plus pins
-    finn-hlslib 8d979e2; older checkouts lack unflatten)."""
+def has_unflatten(lib: Path) -> bool:
+    """FINN 1.6's generated code calls unflatten() of finn-hlslib's flatten.hpp (finn-plus pins finn-hlslib
+    8d979e2); older checkouts lack it and get the project's own (hls_standins/unflatten.hpp)."""
     f = lib / "flatten.hpp"
     return f.is_file() and "unflatten" in f.read_text()
+
+
+def hlslib_note(lib: Path) -> str:
+    return str(lib) + ("" if has_unflatten(lib) else
+                       " (older than finn-plus's pinned 8d979e2: unflatten() added from sim/hls_standins)")
+
+
+def hlslib_for_build(lib: Path, work: Path) -> Path:
+    """The finn-hlslib folder FINN compiles against: lib itself, or for an older checkout a folder of links
+    to it whose flatten.hpp also includes the project's unflatten(). lib is never modified."""
+    if has_unflatten(lib):
+        return lib
+    overlay = work / "finn-hlslib-overlay"
+    if overlay.exists():
+        shutil.rmtree(overlay)
+    overlay.mkdir(parents=True)
+    for f in lib.iterdir():
+        if f.name != "flatten.hpp":
+            (overlay / f.name).symlink_to(f)
+    shutil.copyfile(STANDINS / "unflatten.hpp", overlay / "finn_sim_unflatten.hpp")
+    (overlay / "flatten.hpp").write_text(f'#include "{lib / "flatten.hpp"}"\n#include "finn_sim_unflatten.hpp"\n')
+    return overlay
 
 
 def ap_types_dir() -> Path | None:
@@ -52,8 +75,6 @@ def ap_types_dir() -> Path | None:
 def cppsim_available() -> bool:
     if hlslib_dir() is None or shutil.which("g++") is None:
         return False
-    if not _hlslib_recent(hlslib_dir()):
-        return False
     return bool(os.environ.get("XILINX_HLS")) or ap_types_dir() is not None
 
 
@@ -65,10 +86,6 @@ def cppsim_requirements() -> str:
                        "the commit finn-plus pins in finn/interface/external_dependencies.yaml or a later one with "
                        "flatten.hpp, and set FINN_HLSLIB=/path/to/finn-hlslib; or run 'finn deps update' where "
                        "GitHub is reachable)")
-    elif not _hlslib_recent(lib):
-        missing.append(f"a newer finn-hlslib: {lib} lacks unflatten() in flatten.hpp, which FINN 1.6's generated "
-                       f"code calls; check out the commit finn-plus pins (8d979e2, in "
-                       f"finn/interface/external_dependencies.yaml)")
     if not os.environ.get("XILINX_HLS") and ap_types_dir() is None:
         missing.append("HLS headers: Vitis HLS ($XILINX_HLS), or the hls4ml wheel's ap_types (make setup installs it)")
     if shutil.which("g++") is None:
@@ -107,32 +124,45 @@ def standin_hls_root(work: Path) -> Path:
     return root
 
 
-def compile_cppsim(build, work: Path):
-    """FINN's PrepareCppSim + CompileCppSim on a copy of the dataflow model; returns it (exec_mode cppsim)."""
+def compile_cppsim(build, work: Path, names: list) -> tuple[object, dict]:
+    """FINN's PrepareCppSim, then each layer's own compile (two at a time) on a copy of the dataflow model.
+    Returns the model (exec_mode cppsim) and {layer: compiler error} for layers that did not compile."""
     import copy
+    from concurrent.futures import ThreadPoolExecutor
 
     import finn
-    from finn.transformation.fpgadataflow.compile_cppsim import CompileCppSim
     from finn.transformation.fpgadataflow.prepare_cppsim import PrepareCppSim
     from finn.transformation.fpgadataflow.set_exec_mode import SetExecMode
     from finn.util.settings import get_settings
-    lib = hlslib_dir()
+    from qonnx.custom_op.registry import getCustomOp
     deps = work / "finn_deps"
     deps.mkdir(parents=True, exist_ok=True)
     link = deps / "finn-hlslib"
-    if not link.exists():
-        link.symlink_to(lib)
-    get_settings().finn_deps = deps
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(hlslib_for_build(hlslib_dir(), work))
     os.environ.setdefault("FINN_CUSTOM_HLS", str(Path(finn.__file__).parent / "custom_hls"))
     if not os.environ.get("XILINX_HLS"):
         os.environ["XILINX_HLS"] = str(standin_hls_root(work))
-    model = copy.deepcopy(build.child)
-    return model.transform(SetExecMode("cppsim")).transform(PrepareCppSim()).transform(CompileCppSim())
 
-
-def run_cppsim_layer(model, node_name: str, acts: list) -> np.ndarray:
-    """One compiled HLS layer over all images."""
-    from finn.core.onnx_exec import execute_onnx
-    target = next(n for n in model.graph.node if n.name == node_name)
-    return np.stack([execute_onnx(model, {target.input[0]: a}, return_full_exec_context=True,
-                                  start_node=target, end_node=target)[target.output[0]] for a in acts])
+    def compile_one(node):
+        try:
+            getCustomOp(node).compile_singlenode_code()
+            return node.name, None
+        except Exception as e:  # the compiler's own first error says why
+            text = str(e) + "\n" + str(getattr(e, "output", "") or "") + str(getattr(e, "stderr", "") or "")
+            first = next((line.strip() for line in text.splitlines() if "error:" in line), text.strip()[:300])
+            first = re.sub(r"^\S*/", "", first)  # file:line:col: error: ..., without the folder
+            if not has_unflatten(hlslib_dir()):
+                first += (f" [{hlslib_dir()} predates the finn-hlslib commit finn-plus pins (8d979e2), "
+                          f"whose API FINN generates this layer's code for]")
+            return node.name, first
+    settings, saved = get_settings(), get_settings().finn_deps
+    settings.finn_deps = deps  # FINN's compile reads finn-hlslib from here; restored after
+    try:
+        model = copy.deepcopy(build.child).transform(SetExecMode("cppsim")).transform(PrepareCppSim())
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            results = list(pool.map(compile_one, [n for n in model.graph.node if n.name in names]))
+    finally:
+        settings.finn_deps = saved
+    return model, {name: err for name, err in results if err}

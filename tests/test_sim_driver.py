@@ -36,7 +36,7 @@ def test_rtlsim_mixed_mode_is_bit_exact_with_stalls(built):
     for l in rtl:  # cycles without stalls within 30% of FINN's estimate
         assert abs(l["cycles_per_image"] - l["estimated_cycles"]) <= 0.3 * l["estimated_cycles"], l
     assert r["agreement_with_brevitas_pct"] == 100.0
-    assert json.loads((built / "sim" / "report_rtlsim.json").read_text())["all_rtl_layers_bit_exact"]
+    assert json.loads((built / "sim" / "report_rtlsim.json").read_text())["all_simulated_layers_bit_exact"]
 
 
 def test_cppsim_without_hlslib_says_what_is_missing(built, monkeypatch):

@@ -14,10 +14,43 @@ pytestmark = pytest.mark.needs_data
 def test_short_real_training_beats_chance_by_far(tiny_run):
     acc = float((tiny_run / "test_accuracy.txt").read_text().split()[0])
     assert acc > 80.0, f"two epochs on 3,000 MNIST images reached only {acc}%"
-    for name in ("params.yml", "init.pt", "best.pt", "last.pt", "metrics.csv", "curves.png"):
+    for name in ("params.yml", "init.pt", "best.pt", "last.pt", "final.pt", "metrics.csv", "curves.png"):
         assert (tiny_run / name).is_file(), name
     rows = list(csv.DictReader(open(tiny_run / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[-1]["val_acc"]) > 80
+
+
+def test_precise_bn_gives_exact_training_set_statistics():
+    from training.data import make_splits
+    from training.models import build_model
+    from training.train import norm_layers, precise_bn
+    cfg = tiny_config()
+    x = make_splits("mnist", cfg.data_dir, 1000, 0, 2500).x_train  # 2,500 images: batches of 1000, 1000, 500
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.train()
+    with torch.no_grad():  # a few momentum updates, as training leaves them
+        for i in range(0, 300, 100):
+            model(x[i:i + 100].float())
+    first = norm_layers(model)[0]
+    inputs = []
+    hook = first.register_forward_hook(lambda m, args, out: inputs.append(args[0].detach()))
+    precise_bn(model, x, 1000, "cpu")
+    hook.remove()
+    # the cumulative average of per-batch statistics, each batch weighted equally (as torch's momentum=None)
+    means = torch.stack([a.mean((0, 2, 3)) for a in inputs])
+    varis = torch.stack([a.var((0, 2, 3), unbiased=True) for a in inputs])
+    assert len(inputs) == 3 and not model.training
+    assert torch.allclose(first.running_mean, means.mean(0), atol=1e-5)
+    assert torch.allclose(first.running_var, varis.mean(0), rtol=1e-4)
+    assert first.momentum == 0.1
+
+
+def test_finish_keeps_the_better_validating_checkpoint(tiny_run):
+    final = torch.load(tiny_run / "final.pt", weights_only=False)
+    assert final["precise_bn"] and final["source"] in ("best.pt", "last.pt")
+    note = (tiny_run / "test_accuracy.txt").read_text()
+    assert f"final.pt = PreciseBN of {final['source']}" in note
 
 
 def _sigterm_after_epoch(n):

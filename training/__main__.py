@@ -23,6 +23,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--params", help="YAML preset in configs/, e.g. configs/lenet5_binary.yml")
     p.add_argument("--resume", metavar="RUN_DIR", type=Path,
                    help="continue an interrupted run at its next epoch (its params.yml and last.pt)")
+    p.add_argument("--finish", metavar="RUN_DIR", type=Path,
+                   help="redo the end of a completed run: PreciseBN, final.pt, test accuracy, curves")
     p.add_argument("--inference", action="store_true",
                    help="evaluate --model-path on the test set instead of training")
     p.add_argument("--model-path", metavar="DIR_OR_PT", type=Path,
@@ -47,7 +49,12 @@ def main(argv=None) -> int:
             else:
                 export_checkpoint(target, overrides)
             return 0
-        from .train import Interrupted, load_config_of, train
+        from .train import Interrupted, finish_run, load_config_of, train
+        if args.finish:
+            if overrides:
+                raise ConfigError(f"--finish uses the run's own params.yml; drop {', '.join(overrides)}")
+            finish_run(args.finish)
+            return 0
         if args.resume:
             cfg = load_config_of(args.resume)
             if overrides:

@@ -20,10 +20,10 @@ class CheckpointError(RuntimeError):
 def find_checkpoint(path: Path) -> Path:
     path = Path(path)
     if path.is_dir():
-        for name in ("best.pt", "model.pt"):
+        for name in ("final.pt", "best.pt", "model.pt"):
             if (path / name).is_file():
                 return path / name
-        raise CheckpointError(f"{path} holds no best.pt or model.pt; give a run folder, a pretrained/ folder "
+        raise CheckpointError(f"{path} holds no final.pt, best.pt or model.pt; give a run folder, a pretrained/ folder "
                               f"or a .pt file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")

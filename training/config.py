@@ -68,6 +68,9 @@ class TrainConfig:
     reg_strength: float = _opt(0.0, "weight of the regularization term")
     augment: bool = _opt(False, "training augmentation: random shift (MNIST) / flip and crop with 4-pixel padding (CIFAR-10)")
     seed: int = _opt(0, "random seed (weights, split order, batches)")
+    precise_bn: bool = _opt(True, "after training, recompute batch-norm statistics as exact averages over the "
+                                  "training set (PreciseBN) for best.pt and last.pt and keep the one with the "
+                                  "higher validation accuracy as final.pt; false: final.pt is best.pt as trained")
     init_from: str = _opt("", "checkpoint whose weights of matching name and shape initialise this net "
                               "(the study's float pretraining: a float run's best.pt)")
     # data and run
