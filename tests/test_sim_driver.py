@@ -46,6 +46,22 @@ def test_cppsim_without_hlslib_says_what_is_missing(built, monkeypatch):
         simulate(built, "cppsim", 2, str(DATA), log=lambda *a: None)
 
 
+def test_cppsim_layers_that_do_not_compile_are_named_and_refused(built, tmp_path, monkeypatch):
+    """A finn-hlslib checkout without the kernels: every layer's compile fails, and the error says so."""
+    import shutil
+    from sim.cppsim import ap_types_dir
+    if shutil.which("g++") is None or ap_types_dir() is None:
+        pytest.skip("needs g++ and the hls4ml wheel's ap_types (make setup installs them)")
+    fake = tmp_path / "finn-hlslib"
+    fake.mkdir()
+    (fake / "mvau.hpp").write_text("// not finn-hlslib\n")
+    (fake / "flatten.hpp").write_text("// no flatten\n")
+    monkeypatch.setenv("FINN_HLSLIB", str(fake))
+    with pytest.raises(SimError, match="no HLS layer compiled .*first error: .*error:"):
+        simulate(built, "cppsim", 2, str(DATA), out=tmp_path / "sim", log=lambda *a: None)
+    assert (fake / "flatten.hpp").read_text() == "// no flatten\n"  # the checkout is never changed
+
+
 def test_sim_bad_inputs(tmp_path, built):
     with pytest.raises(SimError, match="no hardware build"):
         simulate(tmp_path, "python", 2, str(DATA), log=lambda *a: None)

@@ -97,3 +97,18 @@ def test_torchrun_ddp_path_runs_with_world_size_1(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     run = next((tmp_path / "ddp").iterdir())
     assert (run / "best.pt").is_file() and (run / "test_accuracy.txt").is_file()
+
+
+def test_finish_redoes_the_end_of_a_run_and_refuses_bad_use(tiny_run, tmp_path):
+    from training.__main__ import main
+    from training.config import ConfigError
+    from training.train import finish_run
+    (tiny_run / "final.pt").unlink()
+    finish_run(tiny_run, log=lambda *a: None)
+    assert (tiny_run / "final.pt").is_file()
+    assert main(["--finish", str(tiny_run), "--lr", "0.1"]) == 2  # the run's own params only
+    empty = tmp_path / "run"
+    empty.mkdir()
+    (empty / "params.yml").write_text((tiny_run / "params.yml").read_text())
+    with pytest.raises(ConfigError, match="no best.pt/last.pt"):
+        finish_run(empty)
