@@ -155,28 +155,34 @@ class RtlLayer:
         return out, cycles, first
 
 
+def pack_words(x: np.ndarray, dt) -> list[int]:
+    """Stream words of x's innermost dimension, element 0 in the low bits: the integers FINN's
+    npy_to_rtlsim_input gives (tested), through FINN's vectorized byte packing (~50x faster)."""
+    from finn.util.data_packing import finnpy_to_packed_bytearray
+    b = finnpy_to_packed_bytearray(x.astype(np.float32), dt, reverse_inner=True, reverse_endian=False)
+    return [int.from_bytes(row.tobytes(), "big") for row in b.reshape(-1, b.shape[-1])]
+
+
+def unpack_words(words: list[int], dt, shape: tuple) -> np.ndarray:
+    """Inverse of pack_words; bits above the elements (stream padding) are ignored."""
+    from finn.util.data_packing import packed_bytearray_to_finnpy
+    bits = shape[-1] * dt.bitwidth()
+    nb, mask = (bits + 7) // 8, (1 << bits) - 1
+    raw = np.frombuffer(b"".join((w & mask).to_bytes(nb, "big") for w in words), np.uint8)
+    return packed_bytearray_to_finnpy(raw.reshape(tuple(shape[:-1]) + (nb,)), dt, tuple(shape),
+                                      reverse_inner=True, reverse_endian=False).astype(np.float32)
+
+
 def pack_input(inst, x: np.ndarray) -> list[int]:
-    """FINN's own packing (finn.util.data_packing) of a batch of the layer's input, folded shape."""
-    from finn.util.data_packing import npy_to_rtlsim_input
+    """A batch of the layer's input (n, 1, ...) as stream words, image by image in its folded shape."""
     folded = tuple(inst.get_folded_input_shape(0))
-    words = []
-    for img in x:
-        words += npy_to_rtlsim_input(img.reshape(folded).astype(np.float32), inst.get_input_datatype(0),
-                                     inst.get_instream_width(0))
-    return words
+    return pack_words(x.reshape((len(x),) + folded[1:]), inst.get_input_datatype(0))
 
 
 def unpack_output(inst, words: list[int], n: int) -> np.ndarray:
-    from finn.util.data_packing import rtlsim_output_to_npy
     folded = tuple(inst.get_folded_output_shape(0))
-    per = int(np.prod(folded[:-1]))
-    odt = inst.get_output_datatype(0)
-    outs = []
-    for i in range(n):
-        o = rtlsim_output_to_npy(words[i * per:(i + 1) * per], None, odt, folded,
-                                 inst.get_outstream_width(0), odt.bitwidth())
-        outs.append(np.asarray(o, dtype=np.float32).reshape(tuple(inst.get_normal_output_shape(0))))
-    return np.stack(outs)
+    out = unpack_words(words, inst.get_output_datatype(0), (n,) + folded[1:])
+    return out.reshape((n,) + tuple(inst.get_normal_output_shape(0)))  # (n, 1, ...) as the Python model's
 
 
 def hw_to_python_order(inst, out: np.ndarray) -> np.ndarray:
