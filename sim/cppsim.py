@@ -42,9 +42,18 @@ def has_unflatten(lib: Path) -> bool:
     return f.is_file() and "unflatten" in f.read_text()
 
 
+def pinned_hlslib_commit() -> str:
+    """The finn-hlslib commit finn-plus generates code for, from its own dependency list."""
+    import yaml
+    import finn
+    deps = yaml.safe_load((Path(finn.__file__).parent / "interface" / "external_dependencies.yaml").read_text())
+    return deps["git_deps"]["finn-hlslib"]["commit"][:7]
+
+
 def hlslib_note(lib: Path) -> str:
     return str(lib) + ("" if has_unflatten(lib) else
-                       " (older than finn-plus's pinned 8d979e2: unflatten() added from sim/hls_standins)")
+                       f" (older than finn-plus's pinned {pinned_hlslib_commit()}: unflatten() added from "
+                       f"sim/hls_standins)")
 
 
 def hlslib_for_build(lib: Path, work: Path) -> Path:
@@ -135,12 +144,15 @@ def compile_cppsim(build, work: Path, names: list) -> tuple[object, dict]:
     from finn.transformation.fpgadataflow.set_exec_mode import SetExecMode
     from finn.util.settings import get_settings
     from qonnx.custom_op.registry import getCustomOp
+    lib = hlslib_dir()
+    older = "" if has_unflatten(lib) else (f" [{lib} predates the finn-hlslib commit finn-plus pins "
+                                           f"({pinned_hlslib_commit()}), whose API FINN generates this layer's code for]")
     deps = work / "finn_deps"
     deps.mkdir(parents=True, exist_ok=True)
     link = deps / "finn-hlslib"
     if link.is_symlink() or link.exists():
         link.unlink()
-    link.symlink_to(hlslib_for_build(hlslib_dir(), work))
+    link.symlink_to(hlslib_for_build(lib, work))
     os.environ.setdefault("FINN_CUSTOM_HLS", str(Path(finn.__file__).parent / "custom_hls"))
     if not os.environ.get("XILINX_HLS"):
         os.environ["XILINX_HLS"] = str(standin_hls_root(work))
@@ -152,11 +164,7 @@ def compile_cppsim(build, work: Path, names: list) -> tuple[object, dict]:
         except Exception as e:  # the compiler's own first error says why
             text = str(e) + "\n" + str(getattr(e, "output", "") or "") + str(getattr(e, "stderr", "") or "")
             first = next((line.strip() for line in text.splitlines() if "error:" in line), text.strip()[:300])
-            first = re.sub(r"^\S*/", "", first)  # file:line:col: error: ..., without the folder
-            if not has_unflatten(hlslib_dir()):
-                first += (f" [{hlslib_dir()} predates the finn-hlslib commit finn-plus pins (8d979e2), "
-                          f"whose API FINN generates this layer's code for]")
-            return node.name, first
+            return node.name, re.sub(r"^\S*/", "", first) + older  # file:line:col: error: ..., no folder
     settings, saved = get_settings(), get_settings().finn_deps
     settings.finn_deps = deps  # FINN's compile reads finn-hlslib from here; restored after
     try:
