@@ -74,3 +74,43 @@ def test_augmentation_keeps_shape_and_pixels():
     s = make_splits("cifar10", DATA, train_limit=8, test_limit=1)
     out = augment(s.x_train, "cifar10", torch.Generator().manual_seed(0))
     assert out.shape == s.x_train.shape and out.min() >= 0 and out.max() <= 255
+
+
+def _augment_before_this_change(x, name, gen):
+    """The CPU augmentation as it was (flip applied to the crop): the device-agnostic one must equal it."""
+    import torch
+    n, _, h, w = x.shape
+    pad = 4 if name == "cifar10" else 2
+    xp = torch.nn.functional.pad(x.float(), (pad,) * 4, mode="replicate" if name == "cifar10" else "constant")
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    rows, cols = dy[:, None] + torch.arange(h)[None, :], dx[:, None] + torch.arange(w)[None, :]
+    out = xp[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None],
+             rows[:, None, :, None], cols[:, None, None, :]]
+    if name == "cifar10":
+        flip = torch.rand(n, generator=gen) < 0.5
+        out[flip] = out[flip].flip(-1)
+    return out
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_device_agnostic_augmentation_draws_and_returns_what_the_cpu_one_did(name):
+    import torch
+    x = torch.from_numpy(__import__("training.data", fromlist=["to_nchw"]).to_nchw(
+        name, load_arrays(name, DATA)["x_test"][:200]))
+    a = augment(x, name, torch.Generator().manual_seed(3))
+    b = _augment_before_this_change(x, name, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    # and it is a real augmentation: crops and flips move pixels, never invent values
+    assert not torch.equal(a, x.float()) and set(a.unique().tolist()) <= set(range(256))
+
+
+def test_batches_stay_on_the_device_of_the_data():
+    import torch
+    from training.data import batches
+    x = torch.randint(0, 256, (10, 1, 28, 28), dtype=torch.uint8)
+    y = torch.arange(10)
+    xb, yb = next(batches(x, y, 4, True, torch.Generator().manual_seed(0), "mnist"))
+    assert xb.device == x.device and xb.shape == (4, 1, 28, 28) and xb.dtype == torch.float32
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(0))[:4]
+    assert torch.equal(yb, order)  # the shuffle is the seeded one, drawn where the data lives

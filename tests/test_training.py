@@ -112,3 +112,43 @@ def test_finish_redoes_the_end_of_a_run_and_refuses_bad_use(tiny_run, tmp_path):
     (empty / "params.yml").write_text((tiny_run / "params.yml").read_text())
     with pytest.raises(ConfigError, match="no best.pt/last.pt"):
         finish_run(empty)
+
+
+def test_budget_epochs_fit_the_time_left():
+    from training.train import budget_epochs
+    # 600 s budget, 100 s spent, 2 s per epoch: (600 - 100 - 20 - 2.4) // 2 = 238 more
+    assert budget_epochs(3, 2.0, 100.0, 600.0, 500) == 241
+    assert budget_epochs(3, 2.0, 100.0, 600.0, 50) == 50  # never more than asked
+    assert budget_epochs(3, 2.0, 700.0, 600.0, 50) == 3  # already over: stop after what is done
+
+
+def test_time_budget_shortens_the_run_and_records_it(tmp_path):
+    import yaml
+    cfg = tiny_config(epochs=40, train_limit=500, time_budget=1.0, results=str(tmp_path), lr_schedule="cosine")
+    run = train(cfg, run_id="b", log=lambda *a: None)
+    params = yaml.safe_load((run / "params.yml").read_text())
+    last = torch.load(run / "last.pt", weights_only=False)
+    assert params["epochs"] == 3 and last["epoch"] == 3 and last["config"]["epochs"] == 3
+    assert last["scheduler"]["T_max"] == 3 and (run / "final.pt").is_file()
+
+
+def test_compiled_training_matches_eager_metrics_closely(tmp_path):
+    """torch.compile of the training forward (what CUDA runs by default), on the CPU: same data order,
+    same learning; float results differ only by fused rounding."""
+    rows = {}
+    for mode in ("off", "on"):
+        run = train(tiny_config(epochs=1, train_limit=600, compile=mode, results=str(tmp_path / mode)),
+                    run_id="c", log=lambda *a: None)
+        rows[mode] = next(csv.DictReader(open(run / "metrics.csv")))
+    assert abs(float(rows["on"]["train_loss"]) - float(rows["off"]["train_loss"])) < 0.02
+    assert abs(float(rows["on"]["val_acc"]) - float(rows["off"]["val_acc"])) < 3.0
+
+
+def test_checkpoint_every_resumes_from_the_last_written_epoch(tmp_path):
+    cfg = tiny_config(epochs=4, train_limit=500, checkpoint_every=2, results=str(tmp_path))
+    with pytest.raises(Interrupted):
+        train(cfg, run_id="k", log=_sigterm_after_epoch(3))
+    run = next((tmp_path / "k").iterdir())
+    assert torch.load(run / "last.pt", weights_only=False)["epoch"] == 2
+    train(cfg, resume=run, log=lambda *a: None)  # epoch 3 again (rows past last.pt dropped), then 4
+    assert [r["epoch"] for r in csv.DictReader(open(run / "metrics.csv"))] == ["1", "2", "3", "4"]

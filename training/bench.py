@@ -7,6 +7,7 @@ as well as fp32 on the same images.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import time
 from pathlib import Path
@@ -57,13 +58,43 @@ def accuracy_check(amp: str, threads: int) -> float:
     return float((run / "test_accuracy.txt").read_text().split()[0])
 
 
+def gpu_epochs(model_name: str, batch: int, lr: float, amp: str, compile: str, epochs: int, log=print,
+               device: str = "cuda", **extra) -> dict:
+    """The real training loop on CUDA (data resident, on-device augmentation and metrics) for a few epochs
+    of the full training split: seconds per epoch (training + validation) as metrics.csv records them."""
+    from .train import train
+    preset = {"lenet5": "configs/lenet5_binary.yml", "vggnet7": "configs/vggnet7_binary.yml"}[model_name]
+    from .config import resolve
+    cfg, _ = resolve(preset, dict(batch_size=batch, lr=lr, amp=amp, compile=compile, epochs=epochs,
+                                  device=device, channels_last=True, precise_bn=False,
+                                  results="/tmp/bnn_bench_runs", **extra))
+    t0 = time.time()
+    run = train(cfg, run_id=f"gpu_{model_name}_{amp}_{compile}", log=lambda *a: None)
+    seconds = [float(r["epoch_seconds"]) for r in csv.DictReader(open(run / "metrics.csv"))]
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    row = {"model": model_name, "device": name, "batch": batch, "amp": amp,
+           "compile": compile, "epoch_seconds": seconds, "steady_epoch_seconds": min(seconds[1:] or seconds),
+           "wall_seconds": round(time.time() - t0, 1)}
+    log(f"{model_name:8s} {name} amp={amp} compile={compile} batch {batch}: epochs {seconds} s "
+        f"(first includes compiling), steady {row['steady_epoch_seconds']} s per epoch of 45k+5k images")
+    return row
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     p.add_argument("--steps", type=int, default=20, help="timed training steps per setting (LeNet5; VGGNet7 a quarter)")
     p.add_argument("--out", type=Path, default=Path("results/bench.json"), help="JSON results")
     p.add_argument("--no-accuracy", action="store_true", help="skip the fp32-vs-bf16 accuracy check")
+    p.add_argument("--gpu-only", action="store_true", help="with CUDA: only the GPU epoch times")
+    p.add_argument("--gpu-epochs", type=int, default=3, help="epochs timed on the GPU (the first compiles)")
     args = p.parse_args(argv)
+    if torch.cuda.is_available():
+        gpu = [gpu_epochs("vggnet7", 500, 0.003, "bf16", "on", args.gpu_epochs)]
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_name("bench_gpu.json").write_text(json.dumps(gpu, indent=2))
+        if args.gpu_only:
+            return 0
     rows = []
     for model_name, batch, epoch_images, steps in (("lenet5", 100, 50_000, args.steps),
                                                     ("vggnet7", 50, 45_000, max(4, args.steps // 4))):

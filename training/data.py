@@ -46,8 +46,16 @@ class DataError(RuntimeError):
     """Missing or malformed dataset; the message names the file and the fix."""
 
 
+REPO = Path(__file__).resolve().parent.parent
+OFFLINE_COPIES = REPO.parent / "shared" / "datasets"  # beside the checkout, where this project's machines keep them
+
+
 def data_dir(configured: str = "") -> Path:
-    return Path(configured or os.environ.get(ENV_DATA_DIR) or "data")
+    """--data-dir, else $BNN_DATA_DIR, else the offline copies beside the checkout, else ./data ('make data').
+    The Makefile exports the same choice, so 'make train' and 'python -m training' find the same files."""
+    if configured or os.environ.get(ENV_DATA_DIR):
+        return Path(configured or os.environ[ENV_DATA_DIR])
+    return OFFLINE_COPIES if any(OFFLINE_COPIES.glob("*.npz")) else REPO / "data"
 
 
 def _spec(name: str) -> DatasetSpec:
@@ -121,27 +129,31 @@ def make_splits(name: str, directory: str | Path = "", val_size: int = -1, seed:
 
 
 def augment(x: torch.Tensor, name: str, gen: torch.Generator) -> torch.Tensor:
-    """Batch augmentation on uint8 NCHW: CIFAR-10 flip + 4-pixel edge-padded crop (study); MNIST 2-pixel shifts."""
-    n, _, h, w = x.shape
+    """Batch augmentation on uint8 NCHW: CIFAR-10 flip + 4-pixel edge-padded crop (study); MNIST 2-pixel shifts.
+
+    Runs where x lives (CPU or GPU); the random draws come from ``gen``, which must be on the same device."""
+    n, c, h, w = x.shape
+    dev = x.device
     pad = 4 if name == "cifar10" else 2
     mode = "replicate" if name == "cifar10" else "constant"
     xp = torch.nn.functional.pad(x.float(), (pad,) * 4, mode=mode)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    rows = (dy[:, None] + torch.arange(h)[None, :])  # n, h
-    cols = (dx[:, None] + torch.arange(w)[None, :])  # n, w
-    out = xp[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None],
-             rows[:, None, :, None], cols[:, None, None, :]]
-    if name == "cifar10":
-        flip = torch.rand(n, generator=gen) < 0.5
-        out[flip] = out[flip].flip(-1)
-    return out
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=dev)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=dev)
+    rows = (dy[:, None] + torch.arange(h, device=dev)[None, :])  # n, h
+    cols = (dx[:, None] + torch.arange(w, device=dev)[None, :])  # n, w
+    if name == "cifar10":  # a flip reverses the column order of the crop: same draws, no host sync
+        flip = torch.rand(n, generator=gen, device=dev) < 0.5
+        cols = torch.where(flip[:, None], cols.flip(-1), cols)
+    return xp[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+              rows[:, None, :, None], cols[:, None, None, :]]
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
             gen: torch.Generator | None = None, aug_name: str | None = None):
-    """Yields (float pixels 0..255 NCHW, labels). Whole dataset in memory: no worker processes needed."""
-    idx = torch.randperm(len(x), generator=gen) if shuffle else torch.arange(len(x))
+    """Yields (float pixels 0..255 NCHW, labels) on the device of x. Whole dataset in memory: no worker
+    processes; with x on the GPU, shuffling and augmentation run there too (gen on that device)."""
+    dev = x.device
+    idx = torch.randperm(len(x), generator=gen, device=dev) if shuffle else torch.arange(len(x), device=dev)
     for i in range(0, len(x), batch_size):
         j = idx[i:i + batch_size]
         xb = x[j]

@@ -75,10 +75,10 @@ def regularizer(cfg: TrainConfig, model) -> torch.Tensor | float:
     return cfg.reg_strength * sum((1 - w.pow(2)).sum() for w in ws)  # "bin": pull latent weights to +-1
 
 
-def make_optimizer(cfg: TrainConfig, model):
+def make_optimizer(cfg: TrainConfig, model, device: torch.device | None = None):
     p, lr, wd = model.parameters(), cfg.lr, cfg.weight_decay
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(p, lr=lr, weight_decay=wd)
+    if cfg.optimizer == "adam":  # fused on the GPU: one kernel for all parameters
+        return torch.optim.Adam(p, lr=lr, weight_decay=wd, fused=bool(device and device.type == "cuda"))
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(p, lr=lr, momentum=cfg.momentum, weight_decay=wd)
     if cfg.optimizer == "rmsprop":
@@ -161,20 +161,80 @@ def load_config_of(run_dir: Path) -> TrainConfig:
 
 def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=print) -> Path:
     """Trains, writing everything into the run folder; returns it. Resumes from last.pt when given."""
+    t_start = time.time()
+    s = _start(cfg, run_id, resume, log)
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):
+        stop["signal"] = signal.Signals(signum).name
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    epoch, times = s.start_epoch, []
+    current = epoch + 1  # the epoch in progress
+    try:
+        while epoch < cfg.epochs:
+            t0, current = time.time(), epoch + 1
+            sums = _train_epoch(s, epoch, stop)
+            epoch = current
+            if s.rank:
+                continue
+            _end_epoch(s, epoch, sums, t0, log)
+            times.append(time.time() - t0)
+            if cfg.time_budget and s.start_epoch == 0 and epoch == BUDGET_EPOCHS:
+                _fit_budget(s, epoch, times, time.time() - t_start, log)
+            if stop["signal"]:
+                raise Interrupted(stop["signal"])
+    except Interrupted as e:
+        if s.rank:
+            raise
+        save_atomic({"model": s.model.state_dict(), "config": cfg.to_dict(), "epoch": current,
+                     "partial": True}, s.run.dir / "interrupted.pt")
+        log(f"\n{e}: stopped in epoch {current}; last saved epoch is in {s.run.dir / 'last.pt'}. "
+            f"Continue with: python -m training --resume {s.run.dir}")
+        raise
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+        if s.world > 1 or "LOCAL_RANK" in os.environ:
+            import torch.distributed as dist
+            dist.destroy_process_group()
+    if s.rank:
+        return None
+    finish(s.run, cfg, s.splits, s.device, log)
+    return s.run.dir
+
+
+BUDGET_EPOCHS = 3  # epochs timed before a time budget sets the number of epochs (the first includes compiling)
+FINISH_RESERVE = 1.2  # the end of a run (PreciseBN on two checkpoints, test) in epochs' time, plus 20 s
+
+
+class _State:
+    """What one training run carries from epoch to epoch."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
+    """A new run folder or a resumed one; data on the training device; model, optimizer, schedule."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # exact for +-1 operands
     torch.manual_seed(cfg.seed)
     splits = make_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.train_limit, cfg.test_limit)
+    splits = type(splits)(*(t.to(device) for t in vars(splits).values()))  # resident: one copy, no per-step H2D
     model = build_model(cfg).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     net, rank, world = distributed(model, device)
     if rank:
         log = lambda *a: None  # noqa: E731  (rank 0 alone writes and reports)
-    opt, start_epoch, best_acc = make_optimizer(cfg, model), 0, -1.0
+    opt, start_epoch, best_acc = make_optimizer(cfg, model, device), 0, -1.0
     sched = make_scheduler(cfg, opt)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator(device).manual_seed(cfg.seed)
     if resume is not None:
         run = Run(resume)
         ck = torch.load(resume / "last.pt", map_location=device, weights_only=False)
@@ -183,6 +243,8 @@ def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=pr
         sched.load_state_dict(ck["scheduler"])
         gen.set_state(ck["generator"])
         start_epoch, best_acc = ck["epoch"], ck["best_val_acc"]
+        if (resume / "best.pt").is_file():  # with checkpoint_every > 1, best.pt may be newer than last.pt
+            best_acc = max(best_acc, torch.load(resume / "best.pt", map_location="cpu", weights_only=False)["val_acc"])
         run.truncate_metrics(start_epoch)
         log(f"resuming {resume} at epoch {start_epoch + 1}/{cfg.epochs}")
     else:
@@ -193,81 +255,95 @@ def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=pr
             run = Run.create(cfg, run_id or f"{cfg.model}_{'binary' if cfg.binarize else 'float'}")
             save_atomic({"model": model.state_dict(), "config": cfg.to_dict()}, run.dir / "init.pt")
             log(f"run folder: {run.dir}")
+    if use_compile(cfg, device):
+        net = torch.compile(net)  # the training forward only; evaluation runs the module as it is
+    return _State(cfg=cfg, device=device, splits=splits, model=model, net=net, rank=rank, world=world, opt=opt,
+                  sched=sched, gen=gen, run=run, start_epoch=start_epoch, best_acc=best_acc, log=log)
 
-    stop = {"signal": None}
 
-    def on_signal(signum, frame):
-        stop["signal"] = signal.Signals(signum).name
+def use_compile(cfg: TrainConfig, device: torch.device) -> bool:
+    return cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+def _train_epoch(s: _State, epoch: int, stop: dict) -> tuple:
+    """One pass over the training split. Loss and accuracy sums stay on the device: no host sync per step."""
+    cfg, model, device = s.cfg, s.model, s.device
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    n_seen = 0
+    steps = math.ceil(len(s.splits.x_train) / cfg.batch_size)
     aug = cfg.dataset if cfg.augment else None
-    try:
-        for epoch in range(start_epoch, cfg.epochs):
-            t0 = time.time()
-            model.train()
-            n_seen, loss_sum, correct = 0, 0.0, 0
-            steps = math.ceil(len(splits.x_train) / cfg.batch_size)
-            bar = tqdm(batches(splits.x_train, splits.y_train, cfg.batch_size, True, gen, aug), total=steps,
-                       desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True,
-                       disable=None)
-            for xb, yb in bar:
-                if world > 1:  # every rank draws the same batch and takes its share
-                    xb, yb = xb[rank::world], yb[rank::world]
-                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-                if cfg.channels_last:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
-                with autocast(cfg, device):
-                    out = net(xb)
-                    loss = loss_fn(cfg, out.float(), yb)
-                opt.zero_grad(set_to_none=True)
-                (loss + regularizer(cfg, model)).backward()
-                opt.step()
-                n_seen += len(xb)
-                loss_sum += loss.item() * len(xb)
-                correct += (out.argmax(1) == yb).sum().item()
-                bar.set_postfix(loss=f"{loss_sum / n_seen:.4f}", acc=f"{100 * correct / n_seen:.2f}")
-                if stop["signal"]:
-                    raise Interrupted(stop["signal"])
-            lr_used = opt.param_groups[0]["lr"]
-            sched.step()
-            if rank:
-                continue
-            val_loss, val_acc = evaluate(model, splits.x_val, splits.y_val, cfg, device)
-            row = {"epoch": epoch + 1, "train_loss": f"{loss_sum / n_seen:.5f}",
-                   "train_acc": f"{100 * correct / n_seen:.3f}", "val_loss": f"{val_loss:.5f}",
-                   "val_acc": f"{val_acc:.3f}", "lr": f"{lr_used:.3e}",
-                   "epoch_seconds": f"{time.time() - t0:.1f}"}
-            run.append_metrics(row)  # before last.pt: a resume drops rows past the checkpoint
-            if val_acc > best_acc:
-                best_acc = val_acc
-                save_atomic({"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch + 1,
-                             "val_acc": val_acc}, run.dir / "best.pt")
-            save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                         "scheduler": sched.state_dict(), "generator": gen.get_state(),
-                         "epoch": epoch + 1, "best_val_acc": best_acc, "config": cfg.to_dict()},
-                        run.dir / "last.pt")
-            log(f"epoch {epoch + 1}/{cfg.epochs}  train loss {row['train_loss']} acc {row['train_acc']}%  "
-                f"val acc {row['val_acc']}% (best {best_acc:.2f}%)  lr {row['lr']}  {row['epoch_seconds']} s")
-            if stop["signal"]:
-                raise Interrupted(stop["signal"])
-    except Interrupted as e:
-        if rank:
-            raise
-        save_atomic({"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch + 1,
-                     "partial": True}, run.dir / "interrupted.pt")
-        log(f"\n{e}: stopped in epoch {epoch + 1}; last completed epoch is in {run.dir / 'last.pt'}. "
-            f"Continue with: python -m training --resume {run.dir}")
-        raise
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        if world > 1 or "LOCAL_RANK" in os.environ:
-            import torch.distributed as dist
-            dist.destroy_process_group()
-    if rank:
-        return None
-    finish(run, cfg, splits, device, log)
-    return run.dir
+    bar = tqdm(batches(s.splits.x_train, s.splits.y_train, cfg.batch_size, True, s.gen, aug), total=steps,
+               desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True, disable=None)
+    for step, (xb, yb) in enumerate(bar):
+        if s.world > 1:  # every rank draws the same batch and takes its share
+            xb, yb = xb[s.rank::s.world], yb[s.rank::s.world]
+        if cfg.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with autocast(cfg, device):
+            out = s.net(xb)
+            loss = loss_fn(cfg, out.float(), yb)
+        s.opt.zero_grad(set_to_none=True)
+        (loss + regularizer(cfg, model)).backward()
+        s.opt.step()
+        n_seen += len(xb)
+        loss_sum += loss.detach() * len(xb)
+        correct += (out.argmax(1) == yb).sum()
+        if step % 20 == 19 and not bar.disable:
+            bar.set_postfix(loss=f"{loss_sum.item() / n_seen:.4f}", acc=f"{100 * correct.item() / n_seen:.2f}")
+        if stop["signal"]:
+            raise Interrupted(stop["signal"])
+    lr_used = s.opt.param_groups[0]["lr"]
+    s.sched.step()
+    return loss_sum.item() / n_seen, 100.0 * correct.item() / n_seen, lr_used
+
+
+def _end_epoch(s: _State, epoch: int, sums: tuple, t0: float, log) -> None:
+    """Validation, the metrics row, best.pt when validation improves, last.pt every checkpoint_every epochs."""
+    cfg, run = s.cfg, s.run
+    train_loss, train_acc, lr_used = sums
+    val_loss, val_acc = evaluate(s.model, s.splits.x_val, s.splits.y_val, cfg, s.device)
+    seconds = time.time() - t0  # training and validation, as the GPU figures are quoted
+    row = {"epoch": epoch, "train_loss": f"{train_loss:.5f}", "train_acc": f"{train_acc:.3f}",
+           "val_loss": f"{val_loss:.5f}", "val_acc": f"{val_acc:.3f}", "lr": f"{lr_used:.3e}",
+           "epoch_seconds": f"{seconds:.1f}"}
+    run.append_metrics(row)  # before last.pt: a resume drops rows past the checkpoint
+    if val_acc > s.best_acc:
+        s.best_acc = val_acc
+        save_atomic({"model": s.model.state_dict(), "config": cfg.to_dict(), "epoch": epoch,
+                     "val_acc": val_acc}, run.dir / "best.pt")
+    if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
+        save_atomic({"model": s.model.state_dict(), "optimizer": s.opt.state_dict(),
+                     "scheduler": s.sched.state_dict(), "generator": s.gen.get_state(),
+                     "epoch": epoch, "best_val_acc": s.best_acc, "config": cfg.to_dict()}, run.dir / "last.pt")
+    log(f"epoch {epoch}/{cfg.epochs}  train loss {row['train_loss']} acc {row['train_acc']}%  "
+        f"val acc {row['val_acc']}% (best {s.best_acc:.2f}%)  lr {row['lr']}  {seconds:.1f} s")
+
+
+def budget_epochs(done: int, epoch_seconds: float, elapsed: float, budget: float, cap: int) -> int:
+    """How many epochs in all fit the time budget, the end of the run (PreciseBN, test) included."""
+    left = budget - elapsed - 20.0 - FINISH_RESERVE * epoch_seconds
+    return max(done, min(cap, done + int(left // epoch_seconds)))
+
+
+def _fit_budget(s: _State, done: int, times: list, elapsed: float, log) -> None:
+    """time_budget: after BUDGET_EPOCHS timed epochs, sets epochs to what fits and stretches the schedule
+    to it (cosine: T_max; the lr moved by less than 0.01% so far). params.yml and checkpoints record it."""
+    cfg = s.cfg
+    per_epoch = sorted(times[1:])[len(times[1:]) // 2] if len(times) > 1 else times[0]
+    n = budget_epochs(done, per_epoch, elapsed, cfg.time_budget, cfg.epochs)
+    log(f"time budget {cfg.time_budget:.0f} s: {per_epoch:.2f} s per epoch, {elapsed:.0f} s used -> {n} epochs "
+        f"(asked {cfg.epochs})")
+    if n == cfg.epochs:
+        return
+    cfg.epochs = n
+    if isinstance(s.sched, torch.optim.lr_scheduler.CosineAnnealingLR):
+        s.sched.T_max = n
+    write_text_atomic(s.run.dir / "params.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    save_atomic({"model": s.model.state_dict(), "optimizer": s.opt.state_dict(),
+                 "scheduler": s.sched.state_dict(), "generator": s.gen.get_state(),
+                 "epoch": done, "best_val_acc": s.best_acc, "config": cfg.to_dict()}, s.run.dir / "last.pt")
 
 
 def distributed(model, device):
