@@ -317,7 +317,7 @@ def build(hw: HwConfig, log=print) -> Context:
         raise BuildError(f"{src_ck} is a float model; FINN builds quantized nets (binarize: true)")
     out = Path(hw.out) if hw.out else default_out(hw, train_cfg)
     out.mkdir(parents=True, exist_ok=True)
-    ck_path = out / "checkpoint.pt"  # the build keeps its own copy: simulation and driver compare against it
+    ck_path = out / f"checkpoint{src_ck.suffix}"  # its own copy (.pt or compact .npz): sim and driver compare with it
     if src_ck.resolve() != ck_path.resolve():
         shutil.copyfile(src_ck, ck_path)
     finn_env.setup(out / "finn_tmp")

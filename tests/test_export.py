@@ -55,5 +55,5 @@ def test_bad_checkpoints(tmp_path, tiny_run):
     torch.save(ck, tmp_path / "mismatch.pt")
     with pytest.raises(CheckpointError, match="does not fit"):
         load(tmp_path / "mismatch.pt")
-    with pytest.raises(CheckpointError, match="no final.pt, best.pt"):
+    with pytest.raises(CheckpointError, match="no final.pt, best.pt, model.npz"):
         load(tmp_path)

@@ -73,7 +73,7 @@ def test_estimates_are_against_the_board(tiny_build):
     assert est["fps"] >= 2000 and 0 < est["total"]["LUT"] < 53_200
 
 
-@pytest.mark.skipif(not (PRETRAINED / "model.pt").is_file(), reason="pretrained/lenet5/binary not trained yet")
+@pytest.mark.skipif(not (PRETRAINED / "model.npz").is_file(), reason="pretrained/lenet5/binary not trained yet")
 def test_pretrained_lenet5_to_codegen_verified_on_100_images(tmp_path):
     ctx = build(HwConfig(checkpoint=PRETRAINED, board="Pynq-Z1", out=tmp_path, verify_images=100,
                          data_dir=str(DATA)), log=lambda *a: None)

@@ -17,3 +17,12 @@ def test_pretrained_lenet5_reaches_the_study(precision, study):
     assert round(acc, 2) == recorded["test_acc"] == float((folder / "test_accuracy.txt").read_text().split()[0])
     assert recorded["test_images"] == 10000
     assert acc >= study, f"{precision} LeNet5 at {acc:.2f}%, study {study}%"
+
+
+def test_pretrained_vggnet7_binary_matches_its_record():
+    """The GPU-trained binary VGGNet7 (152 epochs; below the study's 89.85%, see info.json), all 10,000 images."""
+    folder = ROOT / "pretrained" / "vggnet7" / "binary"
+    acc = evaluate_checkpoint(folder, {"data_dir": str(DATA)}, log=lambda *a: None)
+    recorded = json.loads((folder / "info.json").read_text())
+    assert round(acc, 2) == recorded["test_acc"] == float((folder / "test_accuracy.txt").read_text().split()[0])
+    assert recorded["test_images"] == 10000 and acc > 88.0

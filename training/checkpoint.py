@@ -17,14 +17,34 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, damaged or does not fit its model; the message names the file."""
 
 
+CHECKPOINT_NAMES = ("final.pt", "best.pt", "model.npz", "model.pt")  # run folders first, then pretrained/
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The checkpoint dict ({"model": state_dict, "config": dict, ...}) of a .pt or compact .npz file."""
+    ck_path = find_checkpoint(path)
+    try:
+        if ck_path.suffix == ".npz":
+            from .compact import load_compact
+            ck = load_compact(ck_path)
+        else:
+            ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"{ck_path} cannot be read ({type(e).__name__}: {e}); it is corrupt or not a "
+                              f"checkpoint of this project") from None
+    if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
+        raise CheckpointError(f"{ck_path} is not a checkpoint of this project (needs 'model' and 'config')")
+    return ck
+
+
 def find_checkpoint(path: Path) -> Path:
     path = Path(path)
     if path.is_dir():
-        for name in ("final.pt", "best.pt", "model.pt"):
+        for name in CHECKPOINT_NAMES:
             if (path / name).is_file():
                 return path / name
-        raise CheckpointError(f"{path} holds no final.pt, best.pt or model.pt; give a run folder, a pretrained/ folder "
-                              f"or a .pt file")
+        raise CheckpointError(f"{path} holds no {', '.join(CHECKPOINT_NAMES)}; give a run folder, a pretrained/ "
+                              f"folder, a .pt or a compact .npz checkpoint")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     return path
@@ -33,13 +53,7 @@ def find_checkpoint(path: Path) -> Path:
 def load(path: Path, overrides: dict | None = None) -> tuple[nn.Module, TrainConfig, Path]:
     """The model (eval mode) and its config from a checkpoint written by training."""
     ck_path = find_checkpoint(path)
-    try:
-        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"{ck_path} cannot be read ({type(e).__name__}: {e}); it is corrupt or not a "
-                              f"checkpoint of this project") from None
-    if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
-        raise CheckpointError(f"{ck_path} is not a checkpoint of this project (needs 'model' and 'config')")
+    ck = read_checkpoint(ck_path)
     values = {k: coerce(FIELDS[k], v, str(ck_path)) for k, v in ck["config"].items() if k in FIELDS}
     values.update({k: coerce(FIELDS[k], v, "command line") for k, v in (overrides or {}).items()})
     cfg = TrainConfig(**values)

@@ -1,7 +1,8 @@
 """python -m training.publish RUN_DIR pretrained/<model>/<precision>: a run's final model as a pretrained folder.
 
-Writes model.pt (the run's final.pt: PreciseBN of its best or last epoch; best.pt for older runs), model.onnx (QONNX for FINN; quantized nets), params.yml,
-metrics.csv, curves.png, test_accuracy.txt and info.json (epochs, wall time, where it trained).
+Writes model.npz (the run's final.pt in the compact format of training/compact.py: binary weights as bits),
+params.yml, metrics.csv, curves.png, test_accuracy.txt and info.json (epochs, wall time, where and how it
+trained). QONNX is generated on demand (`make export`, and every hardware build exports its own).
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from pathlib import Path
 import torch
 
 from . import compat  # noqa: F401
-from .checkpoint import evaluate_checkpoint, export_qonnx, find_checkpoint, load
+from .checkpoint import evaluate_checkpoint, read_checkpoint
+from .compact import save_compact
+from .data import DATASETS
 
 
 def this_machine() -> str:
@@ -28,26 +31,23 @@ def this_machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores"
 
 
-def publish(run: Path, dest: Path, where: str) -> Path:
+def publish(run: Path, dest: Path, where: str, command: str = "", code: str = "", extra: dict | None = None) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
-    ck = torch.load(find_checkpoint(run), map_location="cpu", weights_only=False)
+    ck = read_checkpoint(run)
     ck.setdefault("source", "best.pt")
     ck.setdefault("precise_bn", False)
-    torch.save({k: ck[k] for k in ("model", "config", "epoch", "val_acc", "source", "precise_bn")},
-               dest / "model.pt")
+    save_compact(ck, dest / "model.npz")
     for f in ("params.yml", "metrics.csv", "curves.png"):
         shutil.copyfile(run / f, dest / f)
-    model, cfg, _ = load(dest / "model.pt")
-    if cfg.binarize:
-        export_qonnx(model, cfg, dest / "model.onnx")
-    acc = evaluate_checkpoint(dest / "model.pt", {"data_dir": ""}, log=lambda *a: None)
+    acc = evaluate_checkpoint(dest / "model.npz", {"data_dir": ""}, log=lambda *a: None)
     (dest / "test_accuracy.txt").write_text(f"{acc:.2f}\n")
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     info = {"run": str(run), "epoch": ck["epoch"], "checkpoint": ck["source"],
             "precise_bn": ck["precise_bn"], "val_acc": round(ck["val_acc"], 3), "test_acc": round(acc, 2),
-            "test_images": 10000, "epochs": len(rows),
+            "test_images": DATASETS[ck["config"]["dataset"]].n_test, "epochs": len(rows),
             "train_wall_minutes": round(sum(float(r["epoch_seconds"]) for r in rows) / 60, 1),
-            "trained_on": where, "torch": torch.__version__, "python": platform.python_version()}
+            "trained_on": where, "command": command, "code": code,
+            "torch": torch.__version__, "python": platform.python_version(), **(extra or {})}
     (dest / "info.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(info, indent=2))
     return dest
@@ -59,8 +59,10 @@ def main(argv=None) -> int:
     p.add_argument("dest", type=Path, help="pretrained folder, e.g. pretrained/lenet5/binary")
     p.add_argument("--where", default=this_machine(),
                    help="where it trained, recorded in info.json (default: this machine's CPU and core count)")
+    p.add_argument("--command", default="", help="the command that trained it, recorded in info.json")
+    p.add_argument("--code", default="", help="the project commit that trained it, recorded in info.json")
     args = p.parse_args(argv)
-    publish(args.run, args.dest, args.where)
+    publish(args.run, args.dest, args.where, args.command, args.code)
     return 0
 
 

@@ -41,8 +41,8 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def init_from(model, path: str) -> str:
     """Copies the tensors whose name and shape match (float pretraining of a quantized net)."""
-    from .checkpoint import find_checkpoint
-    ck = torch.load(find_checkpoint(Path(path)), map_location="cpu", weights_only=False)
+    from .checkpoint import read_checkpoint
+    ck = read_checkpoint(Path(path))
     own = model.state_dict()
     same = {k: v for k, v in ck["model"].items() if k in own and own[k].shape == v.shape}
     if not same:
