@@ -177,7 +177,7 @@ def step_estimates(model, ctx: Context):
     import finn.builder.build_dataflow_steps as steps
     model = steps.step_generate_estimate_reports(model, ctx.finn_cfg)
     from .estimates import check_fit, collect, plot
-    ctx.estimates = collect(Path(ctx.finn_cfg.output_dir) / "report", ctx.board, ctx.hw.clock_ns)
+    ctx.estimates = collect(Path(ctx.finn_cfg.output_dir) / "report", ctx.board, ctx.hw.clock_ns, model)
     report = ctx.out / "report"
     report.mkdir(parents=True, exist_ok=True)
     (report / "estimates.json").write_text(json.dumps(ctx.estimates, indent=2))

@@ -152,3 +152,38 @@ def test_checkpoint_every_resumes_from_the_last_written_epoch(tmp_path):
     assert torch.load(run / "last.pt", weights_only=False)["epoch"] == 2
     train(cfg, resume=run, log=lambda *a: None)  # epoch 3 again (rows past last.pt dropped), then 4
     assert [r["epoch"] for r in csv.DictReader(open(run / "metrics.csv"))] == ["1", "2", "3", "4"]
+
+
+def test_distillation_loss_equals_a_hand_computation():
+    import math
+    from training.train import distill_loss
+    s = torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
+    t = torch.tensor([[2.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    T = 2.0
+    want = 0.0
+    for i in range(2):
+        ps = [math.exp(v / T) for v in s[i].tolist()]
+        pt = [math.exp(v / T) for v in t[i].tolist()]
+        ps = [v / sum(ps) for v in ps]
+        pt = [v / sum(pt) for v in pt]
+        want += sum(b * math.log(b / a) for a, b in zip(ps, pt))
+    assert abs(distill_loss(s, t, T).item() - T * T * want / 2) < 1e-6
+    assert distill_loss(t, t, T).item() < 1e-7
+
+
+def test_distillation_trains_from_a_teacher_and_refuses_another_dataset(tmp_path, tiny_run):
+    from training.config import ConfigError
+    run = train(tiny_config(epochs=1, train_limit=600, distill_from=str(tiny_run), distill_weight=0.7,
+                            results=str(tmp_path)), run_id="kd", log=lambda *a: None)
+    assert float((run / "test_accuracy.txt").read_text().split()[0]) > 50
+    import yaml
+    assert yaml.safe_load((run / "params.yml").read_text())["distill_from"] == str(tiny_run)
+    vgg_teacher = tmp_path / "vgg.pt"
+    from training.models import build_model
+    vcfg = tiny_config(model="vggnet7", dataset="cifar10", width_scale=0.0625, layer_order="CBAP")
+    torch.save({"model": build_model(vcfg).state_dict(), "config": vcfg.to_dict()}, vgg_teacher)
+    with pytest.raises(ConfigError, match="is a cifar10 model"):
+        train(tiny_config(epochs=1, train_limit=300, distill_from=str(vgg_teacher), results=str(tmp_path)),
+              run_id="kd2", log=lambda *a: None)
+    with pytest.raises(ConfigError, match="distill_weight"):
+        tiny_config(distill_weight=1.5)

@@ -72,6 +72,11 @@ class TrainConfig:
     precise_bn: bool = _opt(True, "after training, recompute batch-norm statistics as exact averages over the "
                                   "training set (PreciseBN) for best.pt and last.pt and keep the one with the "
                                   "higher validation accuracy as final.pt; false: final.pt is best.pt as trained")
+    distill_from: str = _opt("", "knowledge distillation: a trained checkpoint (e.g. pretrained/lenet5/float) whose "
+                                 "softened outputs the net also learns from; empty: off")
+    distill_temperature: float = _opt(4.0, "distillation temperature T: both nets' logits are divided by T "
+                                           "before the softmax, and the KL term is scaled by T^2")
+    distill_weight: float = _opt(0.5, "distillation weight w in [0, 1]: loss = (1 - w) task loss + w T^2 KL")
     init_from: str = _opt("", "checkpoint whose weights of matching name and shape initialise this net "
                               "(the study's float pretraining: a float run's best.pt)")
     # data and run
@@ -114,6 +119,10 @@ class TrainConfig:
         if self.biases and self.binarize:
             raise ConfigError("biases: quantized nets have no biases (FINN folds BN into thresholds); "
                               "set biases: false or binarize: false")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ConfigError(f"distill_weight: must be in [0, 1], got {self.distill_weight}")
+        if self.distill_temperature <= 0:
+            raise ConfigError(f"distill_temperature: must be positive, got {self.distill_temperature}")
         if self.time_budget < 0:
             raise ConfigError(f"time_budget: must be 0 (off) or positive seconds, got {self.time_budget}")
         for key in ("epochs", "batch_size", "eval_batch_size", "checkpoint_every"):

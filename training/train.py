@@ -66,6 +66,24 @@ def loss_fn(cfg: TrainConfig, out: torch.Tensor, y: torch.Tensor) -> torch.Tenso
     return F.relu(1 - target * out).pow(2).mean()
 
 
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s distillation term: T^2 KL(softmax(teacher / T) || softmax(student / T)), batch mean."""
+    log_p_s = F.log_softmax(student / temperature, dim=1)
+    log_p_t = F.log_softmax(teacher / temperature, dim=1)
+    return temperature ** 2 * F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
+
+
+def load_teacher(cfg: TrainConfig, device: torch.device):
+    """The distillation teacher, frozen, in eval mode; refused when it was trained on another dataset."""
+    from .checkpoint import load
+    teacher, tcfg, path = load(Path(cfg.distill_from))
+    if tcfg.dataset != cfg.dataset:
+        raise ConfigError(f"distill_from: {path} is a {tcfg.dataset} model; this run trains on {cfg.dataset}")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher.to(device).eval()
+
+
 def regularizer(cfg: TrainConfig, model) -> torch.Tensor | float:
     if cfg.regularization == "none" or cfg.reg_strength == 0:
         return 0.0
@@ -232,6 +250,7 @@ def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
     net, rank, world = distributed(model, device)
     if rank:
         log = lambda *a: None  # noqa: E731  (rank 0 alone writes and reports)
+    teacher = load_teacher(cfg, device) if cfg.distill_from else None  # before the run folder: checks first
     opt, start_epoch, best_acc = make_optimizer(cfg, model, device), 0, -1.0
     sched = make_scheduler(cfg, opt)
     gen = torch.Generator(device).manual_seed(cfg.seed)
@@ -258,7 +277,8 @@ def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
     if use_compile(cfg, device):
         net = torch.compile(net)  # the training forward only; evaluation runs the module as it is
     return _State(cfg=cfg, device=device, splits=splits, model=model, net=net, rank=rank, world=world, opt=opt,
-                  sched=sched, gen=gen, run=run, start_epoch=start_epoch, best_acc=best_acc, log=log)
+                  sched=sched, gen=gen, run=run, start_epoch=start_epoch, best_acc=best_acc, log=log,
+                  teacher=teacher)
 
 
 def use_compile(cfg: TrainConfig, device: torch.device) -> bool:
@@ -284,6 +304,11 @@ def _train_epoch(s: _State, epoch: int, stop: dict) -> tuple:
         with autocast(cfg, device):
             out = s.net(xb)
             loss = loss_fn(cfg, out.float(), yb)
+            if s.teacher is not None:
+                with torch.no_grad():
+                    soft = s.teacher(xb).float()
+                w = cfg.distill_weight
+                loss = (1 - w) * loss + w * distill_loss(out.float(), soft, cfg.distill_temperature)
         s.opt.zero_grad(set_to_none=True)
         (loss + regularizer(cfg, model)).backward()
         s.opt.step()
