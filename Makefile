@@ -18,14 +18,17 @@ BUILD_DIR  = build/$(MODEL)_$(PRECISION)_$(BOARD)
 .PHONY: help setup data train test test-fast bench build bitstream sim infer export clean
 
 help:
-	@echo "make train MODEL=lenet5|vggnet7 PRECISION=binary|float|ternary [EPOCHS=N] [ID=name]"
+	@echo "make train MODEL=lenet5|vggnet7 PRECISION=binary|float|ternary|pynqz1 [EPOCHS=N] [ID=name]"
+	@echo "                                 (PRECISION=pynqz1: the half-width binary VGGNet7 for the xc7z020 boards)"
 	@echo "make test                       the test suite (CI runs this)"
 	@echo "make data                       download MNIST and CIFAR-10 into ./data (torchvision)"
-	@echo "make bench                      training images/s in fp32 and bf16, epoch times"
+	@echo "make bench                      training images/s in fp32 and bf16, epoch times (with CUDA: GPU epoch time)"
 	@echo "make build MODEL=lenet5 BOARD=Pynq-Z1      FINN build to HW code, verified stage by stage"
+	@echo "make build MODEL=vggnet7 BOARD=ZCU104|KV260, or MODEL=vggnet7 PRECISION=pynqz1 BOARD=Pynq-Z1"
 	@echo "make bitstream MODEL=lenet5 BOARD=Pynq-Z1  the same, on to bitfile + deployment package (Vivado)"
 	@echo "make sim MODEL=lenet5 BOARD=Pynq-Z1 [MODE=python|rtlsim|cppsim|auto] [N=1000]"
 	@echo "make infer                      driver/infer.py on the simulator (on a board: see README)"
+	@echo "make export MODEL=... PRECISION=...        QONNX beside the pretrained checkpoint (model.onnx)"
 	@echo "data folder: $(BNN_DATA_DIR)"
 
 setup: .venv/.pins.sha256

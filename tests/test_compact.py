@@ -79,7 +79,8 @@ def test_export_of_compact_equals_export_of_latent(tmp_path, tiny_run):
     i, o = a.graph.input[0].name, a.graph.output[0].name
     for k in range(len(imgs)):
         assert np.array_equal(execute_onnx(a, {i: imgs[k:k + 1]})[o], execute_onnx(b, {i: imgs[k:k + 1]})[o])
-    assert onnx.load(str(paths[1])).graph.initializer  # weights inside the file: no external .data
+    assert onnx.load(str(paths[1])).graph.initializer  # weights inside the file
+    assert not any(p.with_name(p.name + ".data").exists() for p in paths)  # and no orphan copy beside it
 
 
 def test_shipped_models_are_compact_and_small():

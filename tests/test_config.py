@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -28,9 +29,18 @@ def test_command_line_overrides_preset():
     ("optimizer", "lamb", "optimizer: 'lamb' is not one of"),
     ("tern_weights", "10", "tern_weights: '10' must be 4 characters"),
     ("dataset", "cifar10", "lenet5 is built for mnist"),
+    ("lr", "nan", "lr: must be a finite number"),
+    ("lr", "inf", "lr: must be a finite number"),
+    ("test_limit", "-5", "test_limit: must be 0 or more"),
+    ("train_limit", "-1", "train_limit: must be 0 or more"),
+    ("val_size", "-7", "val_size: must be -1"),
+    ("distill_weight", "2", "distill_weight: must be in [0, 1]"),
+    ("distill_temperature", "0", "distill_temperature: must be positive"),
+    ("time_budget", "-3", "time_budget: must be 0"),
+    ("checkpoint_every", "0", "checkpoint_every: must be positive"),
 ])
 def test_bad_values_name_the_key(key, value, needle):
-    with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
         resolve(str(ROOT / "configs/lenet5_binary.yml"), {key: value})
 
 
@@ -65,3 +75,33 @@ def test_help_explains_every_preset_key():
         assert "--" + f.replace("_", "-") in text
     out = subprocess.run([sys.executable, "-m", "training", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0 and "--tern-weights" in out.stdout
+
+
+def test_empty_preset_and_preset_without_model(tmp_path):
+    p = tmp_path / "empty.yml"
+    p.write_text("# nothing\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        resolve(str(p), {})
+    p.write_text("epochs: 3\n")
+    with pytest.raises(ConfigError, match="does not name its model"):
+        resolve(str(p), {})
+
+
+def test_inference_refuses_options_it_would_ignore(capsys):
+    assert main(["--inference", "--model-path", str(ROOT / "pretrained/lenet5/binary"), "--model", "vggnet7"]) == 2
+    assert "--model would be ignored" in capsys.readouterr().err
+
+
+def test_unwritable_results_stop_before_loading_data(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["x", "--params", str(ROOT / "configs/lenet5_binary.yml"), "--results", str(blocker / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "results: cannot write to" in err and "Traceback" not in err
+
+
+def test_two_runs_in_the_same_second_get_their_own_folders(tmp_path):
+    from training.train import Run
+    cfg = TrainConfig(results=str(tmp_path))
+    a, b = Run.create(cfg, "same"), Run.create(cfg, "same")
+    assert a.dir != b.dir and a.dir.is_dir() and b.dir.is_dir()

@@ -161,3 +161,25 @@ def test_folding_file_of_another_model_and_bad_stop_step(tiny_run, tmp_path):
     with pytest.raises(BuildError, match="is not a step"):
         build(HwConfig(checkpoint=tiny_run, out=tmp_path / "b", verify_images=0, stop_after="synthesis"),
               log=lambda *a: None)
+
+
+VGG = ROOT / "pretrained" / "vggnet7" / "binary"
+
+
+def test_shipped_vggnet7_to_codegen_on_zcu104_verified_on_real_cifar10(tmp_path):
+    """The GPU-trained VGGNet7 (compact checkpoint) with the shipped ZCU104 folding: every stage top-1-identical
+    to Brevitas on 10 CIFAR-10 test images, integer scores identical stage to stage, estimates within the
+    board with URAM holding the FC weights, HLS/RTL code written for every layer."""
+    ctx = build(HwConfig(checkpoint=VGG, board="ZCU104", out=tmp_path, verify_images=10, data_dir=str(DATA),
+                         stop_after="hw_codegen"), log=lambda *a: None)
+    stages = [r.stage for r in ctx.verifier.results]
+    assert stages[0] == "export" and stages[-1] == "hw_codegen"
+    assert all(r.ok and r.top1_agree == 10 for r in ctx.verifier.results)
+    assert all(r.identical_to_previous_integer_stage for r in ctx.verifier.results[5:])
+    est = ctx.estimates
+    assert est["fps"] > 3000 and est["total"]["URAM"] > 0
+    assert all(est["utilisation_pct"][r] < 85 for r in ("LUT", "BRAM_18K", "URAM", "DSP"))
+    assert est["layers"]["MVAU_hls_6"]["ram_style"] == "ultra" and est["layers"]["MVAU_hls_5"]["PE"] == 8
+    summary = (tmp_path / "report" / "summary.txt").read_text()
+    assert "ram_style" in summary and "24576 x 192" in summary
+    assert len(list((tmp_path / "finn_tmp").glob("code_gen_ipgen_MVAU_hls_*"))) == 9

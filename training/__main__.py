@@ -18,7 +18,7 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m training",
         description="Quantization-aware training (Brevitas) of the study's binary/ternary/float LeNet5 and "
                     "VGGNet7. Values come from the preset (--params), then from the flags below, which win.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter)  # each flag names its own default
     p.add_argument("id", nargs="?", default="", help="run name: outputs go to RESULTS/ID/run-TIMESTAMP/")
     p.add_argument("--params", help="YAML preset in configs/, e.g. configs/lenet5_binary.yml")
     p.add_argument("--resume", metavar="RUN_DIR", type=Path,
@@ -44,6 +44,10 @@ def main(argv=None) -> int:
             target = args.model_path if args.inference else args.export
             if target is None:
                 raise ConfigError("--inference needs --model-path DIR_OR_PT")
+            unused = sorted(set(overrides) - {"data_dir", "test_limit", "eval_batch_size"})
+            if unused:  # the checkpoint's own config decides the rest; a silently ignored flag misleads
+                raise ConfigError(f"--inference/--export take the model from the checkpoint; "
+                                  f"{', '.join('--' + k.replace('_', '-') for k in unused)} would be ignored: drop it")
             if args.inference:
                 evaluate_checkpoint(target, overrides)
             else:

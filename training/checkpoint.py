@@ -140,7 +140,19 @@ def export_qonnx(model: nn.Module, cfg: TrainConfig, out: Path) -> Path:
     twin = to_cbap(model)
     out.parent.mkdir(parents=True, exist_ok=True)
     brevitas_export_qonnx(twin, input_t=torch.zeros(1, *INPUT_CHW[cfg.model]), export_path=str(out))
+    _drop_orphan_external_data(out)
     return out
+
+
+def _drop_orphan_external_data(path: Path) -> None:
+    """torch's exporter leaves <name>.onnx.data beside a model that Brevitas then writes self-contained:
+    when no initializer refers to it, it is an orphan copy of the weights (41 MB for VGGNet7)."""
+    import onnx
+    data = path.with_name(path.name + ".data")
+    if data.is_file():
+        m = onnx.load(str(path), load_external_data=False)
+        if not any(i.data_location == onnx.TensorProto.EXTERNAL for i in m.graph.initializer):
+            data.unlink()
 
 
 def export_checkpoint(path: Path, overrides: dict | None = None, log=print) -> Path:

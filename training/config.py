@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -119,6 +120,17 @@ class TrainConfig:
         if self.biases and self.binarize:
             raise ConfigError("biases: quantized nets have no biases (FINN folds BN into thresholds); "
                               "set biases: false or binarize: false")
+        for f in fields(self):  # nan and inf pass every comparison below; refuse them first
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{f.name}: must be a finite number, got {v}")
+        for key in ("train_limit", "test_limit", "threads", "weight_decay", "momentum", "reg_strength"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}: must be 0 or more, got {getattr(self, key)}")
+        if self.val_size < -1:
+            raise ConfigError(f"val_size: must be -1 (the study's split) or a count, got {self.val_size}")
+        if not 0.0 <= self.binarize_input_threshold <= 1.0:
+            raise ConfigError(f"binarize_input_threshold: must be in [0, 1], got {self.binarize_input_threshold}")
         if not 0.0 <= self.distill_weight <= 1.0:
             raise ConfigError(f"distill_weight: must be in [0, 1], got {self.distill_weight}")
         if self.distill_temperature <= 0:
@@ -206,8 +218,12 @@ def load_preset(path: str | Path) -> dict:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"preset {path} is not valid YAML: {e}") from None
+    if not data:
+        raise ConfigError(f"preset {path} is empty; a preset names at least its model (see configs/*.yml)")
     if not isinstance(data, dict):
         raise ConfigError(f"preset {path} must be a mapping of keys to values")
+    if "model" not in data:
+        raise ConfigError(f"preset {path} does not name its model (model: lenet5 or vggnet7)")
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise ConfigError(f"preset {path}: unknown key(s) {', '.join(unknown)}; "

@@ -51,6 +51,18 @@ def init_from(model, path: str) -> str:
     return f"initialised {len(same)} of {len(own)} tensors from {path}"
 
 
+def check_writable(folder: Path) -> None:
+    """Before any work: the results folder can be made and written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"results: cannot write to {folder} ({e.strerror or e}); give --results a writable "
+                          f"folder") from None
+
+
 def pick_device(cfg: TrainConfig) -> torch.device:
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda requested but torch sees no GPU; use --device cpu or auto")
@@ -143,7 +155,12 @@ class Run:
     def create(cls, cfg: TrainConfig, run_id: str) -> "Run":
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         d = Path(cfg.results) / run_id / f"run-{stamp}"
-        d.mkdir(parents=True, exist_ok=False)
+        for k in range(2, 100):  # two runs started in the same second get their own folders
+            try:
+                d.mkdir(parents=True, exist_ok=False)
+                break
+            except FileExistsError:
+                d = Path(cfg.results) / run_id / f"run-{stamp}-{k}"
         write_text_atomic(d / "params.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         with open(d / "metrics.csv", "w", newline="") as f:
             csv.writer(f).writerow(METRICS)
@@ -237,6 +254,8 @@ def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
     """A new run folder or a resumed one; data on the training device; model, optimizer, schedule."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if resume is None:
+        check_writable(Path(cfg.results))
     device = pick_device(cfg)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
