@@ -58,6 +58,7 @@ class Accelerator:
         self.mode = os.environ.get("BNN_EMULATED_SIM_MODE", "python")
         self._runner = None
         self.odma = None
+        self.weight_ports = {}
 
     def runner(self):
         if self._runner is None:
@@ -70,6 +71,9 @@ class Accelerator:
     def run(self, idma: "IODMA") -> None:
         from finn.util.data_packing import finnpy_to_packed_bytearray, packed_bytearray_to_finnpy
         from qonnx.core.datatype import DataType
+        unwritten = [k for k, p in self.weight_ports.items() if not p.mmio.written]
+        if unwritten:  # URAM holds no weights after configuration: a board would compute garbage
+            raise RuntimeError(f"accelerator started before its runtime-writable weights were written: {unwritten}")
         n = idma.regs[0x1C]
         src = _BUFFERS[idma.regs[0x10] | idma.regs[0x14] << 32]
         dst = _BUFFERS[self.odma.regs[0x10] | self.odma.regs[0x14] << 32]
@@ -115,6 +119,28 @@ class IODMA:
                 self.acc.run(self)
 
 
+class MMIO:
+    """pynq.MMIO of an AXI-lite weight interface: what the driver writes, it reads back."""
+
+    def __init__(self, words: int = 1 << 20):
+        self.array = np.zeros(words, dtype=np.uint32)
+        self.written = 0
+
+    def write_mm(self, offset, data):
+        w = np.frombuffer(bytes(data), dtype=np.uint32)
+        if offset % 4 or offset // 4 + len(w) > len(self.array):
+            raise RuntimeError(f"AXI-lite write of {len(w)} words at {offset:#x} outside the weight memory")
+        self.array[offset // 4:offset // 4 + len(w)] = w
+        self.written = max(self.written, offset // 4 + len(w))
+
+
+class WeightPartition:
+    """A StreamingDataflowPartition with runtime-writable weights (its AXI-lite port)."""
+
+    def __init__(self):
+        self.mmio = MMIO()
+
+
 class Overlay:
     """pynq.Overlay: programs the 'bitfile' and exposes the IPs as attributes."""
 
@@ -132,6 +158,13 @@ class Overlay:
             setattr(self, name, odma)
             self.ip_dict[name] = {}
             acc.odma = odma
+        # one AXI-lite weight port per runtime weight file FINN wrote (<partition>_<layer>_<name>.dat)
+        for dat in sorted((Overlay.package / "runtime_weights").glob("*.dat")):
+            name = f"StreamingDataflowPartition_{int(dat.name.split('_')[0])}"
+            part = WeightPartition()
+            setattr(self, name, part)
+            self.ip_dict[name] = {}
+            acc.weight_ports[name] = part
 
 
 def install(package: Path) -> None:

@@ -5,6 +5,8 @@ deploy/
   settings.json     FINN's driver settings (shapes, data types, packing) for finn-plus-driver
   package.json      model, board, clock, input layout, estimates, the build it came from
   data/test_x.npy   the test set as the accelerator takes it (uint8, NHWC), test_y.npy the labels
+  runtime_weights/  FINN's weight files of layers whose weights the driver writes at start (URAM weight
+                    memories: UltraScale+ URAM cannot be initialised by the bitstream)
   bitfile/          finn-accel.bit and .hwh, once a bitstream was built (Vivado)
 """
 from __future__ import annotations
@@ -24,6 +26,9 @@ def write_package(ctx, settings: Path) -> Path:
     (deploy / "data").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(settings, deploy / "settings.json")
     shutil.copyfile(ROOT / "driver" / "infer.py", deploy / "infer.py")
+    runtime = settings.parent / "runtime_weights"
+    if runtime.is_dir():
+        shutil.copytree(runtime, deploy / "runtime_weights", dirs_exist_ok=True)
     io = json.loads(settings.read_text())["driver_information"]["io_shape_dict"]
     ishape = tuple(io["ishape_normal"][0][1:])
     s = make_splits(ctx.train_cfg.dataset, ctx.hw.data_dir or ctx.train_cfg.data_dir, train_limit=1)

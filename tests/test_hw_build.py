@@ -182,4 +182,9 @@ def test_shipped_vggnet7_to_codegen_on_zcu104_verified_on_real_cifar10(tmp_path)
     assert est["layers"]["MVAU_hls_6"]["ram_style"] == "ultra" and est["layers"]["MVAU_hls_5"]["PE"] == 8
     summary = (tmp_path / "report" / "summary.txt").read_text()
     assert "ram_style" in summary and "24576 x 192" in summary
-    assert len(list((tmp_path / "finn_tmp").glob("code_gen_ipgen_MVAU_hls_*"))) == 9
+    from pathlib import Path
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+    m = ModelWrapper(str(next((tmp_path / "intermediate").glob("*_hw_codegen.onnx"))))
+    dirs = [Path(getCustomOp(n).get_nodeattr("code_gen_dir_ipgen")) for n in m.graph.node]
+    assert len(m.get_nodes_by_op_type("MVAU_hls")) == 9 and all(d.is_dir() and any(d.iterdir()) for d in dirs)

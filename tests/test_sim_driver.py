@@ -158,3 +158,41 @@ def test_board_backend_names_missing_bitfile(built, monkeypatch):
         infer.open_overlay(built / "deploy", settings, built / "deploy" / "bitfile" / "finn-accel.bit", 4, False)
     for m in ("pynq", "pynq.ps"):
         monkeypatch.delitem(sys.modules, m, raising=False)
+
+
+def test_uram_weights_are_written_at_start_by_the_driver(tmp_path):
+    """A layer with URAM weights (UltraScale+: runtime-writable, URAM has no bitstream init): FINN writes its
+    weight file, the package carries it, the real driver writes it over AXI-lite before the first image,
+    and the emulated board refuses to compute before that."""
+    import torch
+    from hw_build.flow import HwConfig, build
+    from training.config import TrainConfig
+    from training.models import INPUT_CHW, build_model
+    cfg = TrainConfig(model="vggnet7", dataset="cifar10", width_scale=0.0625, layer_order="CBAP")
+    model = build_model(cfg).train()
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randint(0, 256, (32, *INPUT_CHW["vggnet7"])).float())
+    ck = tmp_path / "vgg.pt"
+    torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, ck)
+    first = build(HwConfig(checkpoint=ck, board="ZCU104", out=tmp_path / "a", verify_images=0, target_fps=1000,
+                           stop_after="folding", data_dir=str(DATA)), log=lambda *a: None)
+    fold = json.loads((first.out / "finn" / "report" / "auto_folding_config.json").read_text())
+    fold["MVAU_hls_6"].update(ram_style="ultra", runtime_writeable_weights=1)
+    (tmp_path / "fold.json").write_text(json.dumps(fold))
+    ctx = build(HwConfig(checkpoint=ck, board="ZCU104", out=tmp_path / "b", verify_images=4, data_dir=str(DATA),
+                         folding=tmp_path / "fold.json"), log=lambda *a: None)
+    assert ctx.estimates["total"]["URAM"] > 0 and all(r.ok for r in ctx.verifier.results)
+    pkg = ctx.out / "deploy"
+    assert len(list((pkg / "runtime_weights").glob("*.dat"))) == 1
+    r = _infer("--backend", "emulated", "--package", str(pkg), "-n", "20", "--batch", "10")
+    assert r.returncode == 0, r.stderr
+    s = _infer("--backend", "sim", "--package", str(pkg), "-n", "20")
+    assert s.returncode == 0, s.stderr
+    ra, rb = (json.loads((pkg / f"report_{b}.json").read_text()) for b in ("emulated", "sim"))
+    assert ra["correct"] == rb["correct"]
+    from driver import emulate
+    emulate.install(pkg)
+    acc_overlay = emulate.Overlay("x.bit")
+    port = next(getattr(acc_overlay, k) for k in acc_overlay.ip_dict if k.startswith("StreamingDataflowPartition"))
+    assert port.mmio.written == 0  # a fresh board: no weights yet
