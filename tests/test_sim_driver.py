@@ -195,4 +195,6 @@ def test_uram_weights_are_written_at_start_by_the_driver(tmp_path):
     emulate.install(pkg)
     acc_overlay = emulate.Overlay("x.bit")
     port = next(getattr(acc_overlay, k) for k in acc_overlay.ip_dict if k.startswith("StreamingDataflowPartition"))
-    assert port.mmio.written == 0  # a fresh board: no weights yet
+    assert port.mmio.written == 0  # a fresh board: no weights yet, and it refuses to compute
+    with pytest.raises(RuntimeError, match="before its runtime-writable weights were written"):
+        acc_overlay.idma0.acc.run(acc_overlay.idma0)
