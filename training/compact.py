@@ -20,8 +20,6 @@ fine-tuning from a compact checkpoint starts from those stored values, not from 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -61,17 +59,8 @@ def save_compact(ck: dict, path: Path) -> Path:
     meta = {"format": FORMAT, "config": ck["config"], "layout": layout,
             **{k: ck[k] for k in META_KEYS if k in ck}}
     arrays["__meta__"] = np.array(json.dumps(meta))
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.part")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a published model is for everyone
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from .data import save_arrays  # atomic: a kill never leaves a torn archive
+    save_arrays(arrays, Path(path))
     return path
 
 

@@ -244,6 +244,7 @@ def save_arrays(arrays: dict, path: Path) -> None:
     try:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; data and published models are for everyone
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

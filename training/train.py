@@ -358,11 +358,16 @@ def _end_epoch(s: _State, epoch: int, sums: tuple, t0: float, log) -> None:
         save_atomic({"model": s.model.state_dict(), "config": cfg.to_dict(), "epoch": epoch,
                      "val_acc": val_acc}, run.dir / "best.pt")
     if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
-        save_atomic({"model": s.model.state_dict(), "optimizer": s.opt.state_dict(),
-                     "scheduler": s.sched.state_dict(), "generator": s.gen.get_state(),
-                     "epoch": epoch, "best_val_acc": s.best_acc, "config": cfg.to_dict()}, run.dir / "last.pt")
+        _save_last(s, epoch)
     log(f"epoch {epoch}/{cfg.epochs}  train loss {row['train_loss']} acc {row['train_acc']}%  "
         f"val acc {row['val_acc']}% (best {s.best_acc:.2f}%)  lr {row['lr']}  {seconds:.1f} s")
+
+
+def _save_last(s: _State, epoch: int) -> None:
+    """last.pt: everything an exact resume needs."""
+    save_atomic({"model": s.model.state_dict(), "optimizer": s.opt.state_dict(),
+                 "scheduler": s.sched.state_dict(), "generator": s.gen.get_state(),
+                 "epoch": epoch, "best_val_acc": s.best_acc, "config": s.cfg.to_dict()}, s.run.dir / "last.pt")
 
 
 def budget_epochs(done: int, epoch_seconds: float, elapsed: float, budget: float, cap: int) -> int:
@@ -385,9 +390,7 @@ def _fit_budget(s: _State, done: int, times: list, elapsed: float, log) -> None:
     if isinstance(s.sched, torch.optim.lr_scheduler.CosineAnnealingLR):
         s.sched.T_max = n
     write_text_atomic(s.run.dir / "params.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    save_atomic({"model": s.model.state_dict(), "optimizer": s.opt.state_dict(),
-                 "scheduler": s.sched.state_dict(), "generator": s.gen.get_state(),
-                 "epoch": done, "best_val_acc": s.best_acc, "config": cfg.to_dict()}, s.run.dir / "last.pt")
+    _save_last(s, done)
 
 
 def distributed(model, device):
