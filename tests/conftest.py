@@ -37,3 +37,20 @@ def tiny_run(tmp_path_factory):
     from training.train import train
     out = tmp_path_factory.mktemp("runs")
     return train(tiny_config(results=str(out), epochs=2), run_id="tiny", log=lambda *a: None)
+
+
+def init_checkpoint(path, **kw):
+    """An untrained net whose BN statistics come from two batches of random pixels: with the default
+    statistics every threshold sits exactly at 0, where float summation order decides the sign."""
+    import torch
+    from training.config import TrainConfig
+    from training.models import build_model
+    cfg = TrainConfig(**kw)
+    cfg.validate()
+    model = build_model(cfg).train()
+    from training.models import INPUT_CHW
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randint(0, 256, (32, *INPUT_CHW[cfg.model])).float())
+    torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, path)
+    return path

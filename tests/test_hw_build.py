@@ -3,32 +3,15 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, init_checkpoint as _init_checkpoint
 from hw_build.__main__ import main as hw_main
 from hw_build.boards import BoardError, get_board
 from hw_build.finn_env import ToolMissing, missing_tools
 from hw_build.flow import BuildError, DoesNotFit, HwConfig, build
-from training.config import TrainConfig
-from training.models import build_model
 
 pytestmark = pytest.mark.needs_data
 PRETRAINED = ROOT / "pretrained" / "lenet5" / "binary"
-
-
-def _init_checkpoint(path, **kw):
-    """An untrained net whose BN statistics come from two batches of random pixels: with the default
-    statistics every threshold sits exactly at 0, where float summation order decides the sign."""
-    cfg = TrainConfig(**kw)
-    cfg.validate()
-    model = build_model(cfg).train()
-    from training.models import INPUT_CHW
-    with torch.no_grad():
-        for _ in range(2):
-            model(torch.randint(0, 256, (32, *INPUT_CHW[cfg.model])).float())
-    torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -164,17 +164,10 @@ def test_uram_weights_are_written_at_start_by_the_driver(tmp_path):
     """A layer with URAM weights (UltraScale+: runtime-writable, URAM has no bitstream init): FINN writes its
     weight file, the package carries it, the real driver writes it over AXI-lite before the first image,
     and the emulated board refuses to compute before that."""
-    import torch
+    from conftest import init_checkpoint
     from hw_build.flow import HwConfig, build
-    from training.config import TrainConfig
-    from training.models import INPUT_CHW, build_model
-    cfg = TrainConfig(model="vggnet7", dataset="cifar10", width_scale=0.0625, layer_order="CBAP")
-    model = build_model(cfg).train()
-    with torch.no_grad():
-        for _ in range(2):
-            model(torch.randint(0, 256, (32, *INPUT_CHW["vggnet7"])).float())
-    ck = tmp_path / "vgg.pt"
-    torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, ck)
+    ck = init_checkpoint(tmp_path / "vgg.pt", model="vggnet7", dataset="cifar10", width_scale=0.0625,
+                         layer_order="CBAP")
     first = build(HwConfig(checkpoint=ck, board="ZCU104", out=tmp_path / "a", verify_images=0, target_fps=1000,
                            stop_after="folding", data_dir=str(DATA)), log=lambda *a: None)
     fold = json.loads((first.out / "finn" / "report" / "auto_folding_config.json").read_text())

@@ -161,10 +161,14 @@ class Run:
                 break
             except FileExistsError:
                 d = Path(cfg.results) / run_id / f"run-{stamp}-{k}"
-        write_text_atomic(d / "params.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        run = cls(d)
+        run.write_params(cfg)
         with open(d / "metrics.csv", "w", newline="") as f:
             csv.writer(f).writerow(METRICS)
-        return cls(d)
+        return run
+
+    def write_params(self, cfg: TrainConfig) -> None:
+        write_text_atomic(self.dir / "params.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     def append_metrics(self, row: dict) -> None:
         with open(self.metrics, "a", newline="") as f:
@@ -389,7 +393,7 @@ def _fit_budget(s: _State, done: int, times: list, elapsed: float, log) -> None:
     cfg.epochs = n
     if isinstance(s.sched, torch.optim.lr_scheduler.CosineAnnealingLR):
         s.sched.T_max = n
-    write_text_atomic(s.run.dir / "params.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    s.run.write_params(cfg)
     _save_last(s, done)
 
 
