@@ -21,6 +21,7 @@ help:
 	@echo "make train MODEL=lenet5|vggnet7 PRECISION=binary|float|ternary|pynqz1 [EPOCHS=N] [ID=name]"
 	@echo "                                 (PRECISION=pynqz1: the half-width binary VGGNet7 for the xc7z020 boards)"
 	@echo "make test                       the test suite (CI runs this)"
+	@echo "make test-fast                  the suite without the tests marked slow (-m 'not slow')"
 	@echo "make data                       download MNIST and CIFAR-10 into ./data (torchvision)"
 	@echo "make bench                      training images/s in fp32 and bf16, epoch times (with CUDA: GPU epoch time)"
 	@echo "make build MODEL=lenet5 BOARD=Pynq-Z1      FINN build to HW code, verified stage by stage"
@@ -46,6 +47,9 @@ export: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" tests
 
 bench: setup
 	$(PY) -m training.bench

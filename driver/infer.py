@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Test-set inference on the accelerator: on a PYNQ board, or without one.
 
-On the board (the default backend) this runs in the board image's Python with pynq and FINN's
-runtime, finn-plus-driver (`pip install finn-plus-driver==1.6.1`): its FINNDMAOverlay loads the
-bitfile and does the packing and the DMA; this script feeds it the test set in batches and
-measures. Without a board: --backend sim runs the build's dataflow graph in simulation, and
---backend emulated runs this same board code path (finn-plus-driver's packing, buffers and DMA
-registers) on an emulated pynq whose DMA engines call the simulator.
+On the board (the default backend) this runs in the board image's Python with numpy and pynq
+only: accel.py beside it loads the bitfile, writes runtime weights, packs the images into FINN's
+stream format and drives FINN's IODMAs; this script feeds it the test set in batches and measures.
+Without a board: --backend sim runs the build's dataflow graph in simulation, and --backend
+emulated runs this same board code path on a stand-in pynq (sim/pynq_standin) whose fabric is a
+simulator process.
 
-  python infer.py                                   # on the board, inside the deployment package
+  sudo python3 infer.py                             # on the board, inside the deployment package
   python driver/infer.py --backend sim --package build/lenet5_binary_Pynq-Z1/deploy
 """
 from __future__ import annotations
@@ -26,7 +26,12 @@ HERE = Path(__file__).resolve().parent
 
 
 class InferError(RuntimeError):
-    """Bad input or missing hardware; the message names the problem and the fix."""
+    """Bad input (exit 2) or missing hardware or pynq (exit 3); the message names the problem and the fix.
+    The project's error contract (training/errors.py), kept here so that driver/ needs nothing else."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def parser():
@@ -89,39 +94,42 @@ def progress(total, enabled):
         return Bar()
 
 
-def open_overlay(pkg: Path, settings: dict, bitfile: Path, batch: int, emulated: bool):
-    """finn-plus-driver's overlay class named in settings.json, as its own CLI builds it."""
+def open_accelerator(pkg: Path, settings: dict, bitfile: Path, batch: int, emulated: bool):
+    """driver/accel.py's Accelerator (numpy + pynq only); emulated: on the stand-in pynq of sim/pynq_standin,
+    whose fabric is a simulator process in the project's environment."""
     if emulated:
-        from emulate import install  # driver/emulate.py
-        install(pkg)
-    try:
-        from finn_plus_driver import get_driver_class
-    except ImportError:
-        raise InferError("finn-plus-driver is not installed: on the board run 'pip install finn-plus-driver==1.6.1' "
-                         "in the PYNQ image's Python") from None
-    try:
-        import pynq  # noqa: F401
-    except ImportError:
-        raise InferError("pynq is not importable: run on a PYNQ board image, or use --backend sim") from None
-    if not emulated:
+        root = HERE.parent
+        if not (root / "sim" / "fabric.py").is_file():
+            raise InferError("--backend emulated runs from the project checkout: python driver/infer.py ...")
+        sys.path.insert(0, str(root / "sim" / "pynq_standin"))
+        info = json.loads((pkg / "package.json").read_text())
+        os.environ["BNN_FABRIC"] = json.dumps({"argv": [sys.executable, "-m", "sim.fabric", info["build_dir"],
+                                                        "--mode", os.environ.get("BNN_EMULATED_SIM_MODE", "python")],
+                                               "cwd": str(root)})
+    else:
         for f in (bitfile, bitfile.with_suffix(".hwh")):
             if not f.is_file():
                 raise InferError(f"{f} not found: build the bitstream with 'make bitstream' (needs Vivado) and copy "
                                  f"the whole deploy/ folder to the board")
-    kwargs = {k: v for k, v in settings.items() if k not in ("driver_type",)}
-    kwargs.setdefault("runtime_weight_dir", str(pkg / "runtime_weights"))
-    cls = get_driver_class(settings["driver_type"])
     try:
-        accel = cls(str(bitfile), batch_size=batch, **kwargs)
+        import pynq  # noqa: F401
+    except ImportError:
+        raise InferError("pynq is not importable: run on a PYNQ board image with its Python (PYNQ 3.x: "
+                         "'source /etc/profile.d/pynq_venv.sh' as root), or use --backend sim", 3) from None
+    sys.path.insert(0, str(HERE))
+    from accel import AccelError, Accelerator
+    try:
+        return Accelerator(bitfile, settings, pkg / "runtime_weights", batch_size=batch)
+    except AccelError as e:
+        raise InferError(str(e)) from None
     except (MemoryError, RuntimeError) as e:
         if "allocate" in str(e).lower() or isinstance(e, MemoryError):
             raise InferError(f"could not allocate DMA buffers for a batch of {batch} images ({e}); "
                              f"use a smaller --batch") from None
         if "No Devices Found" in str(e):
             raise InferError("no FPGA found by pynq: run on a PYNQ board (Pynq-Z1/Z2, ZCU104, KV260, AUP-ZU3) "
-                             "as root, or use --backend sim") from None
+                             "as root, or use --backend sim", 3) from None
         raise
-    return accel
 
 
 def run_overlay(accel, x, batch, bar):
@@ -150,14 +158,11 @@ def run_sim(pkg: Path, info: dict, n: int, mode: str, bar):
     if not (root / "sim" / "run.py").is_file():
         raise InferError("--backend sim runs from the project checkout: python driver/infer.py --backend sim ...")
     sys.path.insert(0, str(root))
-    from sim.run import Build, run_python, run_mixed, layer_modes
+    from sim.run import Build, run_graph
     build = Build.load(Path(info["build_dir"]))
     x = np.load(pkg / "data" / "test_x.npy")[: n or None].transpose(0, 3, 1, 2)
     t0 = time.time()
-    if mode == "python":
-        top1 = run_python(build, x)
-    else:
-        top1, _ = run_mixed(build, x, layer_modes(build, "rtlsim"), build.dir / "sim" / "work", log=lambda *a: None)
+    top1 = run_graph(build, x, mode)[0]
     bar.update(len(x))
     return top1, time.time() - t0
 
@@ -168,6 +173,8 @@ def main(argv=None) -> int:
     try:
         if args.batch <= 0:
             raise InferError(f"--batch must be positive, got {args.batch}")
+        if args.images < 0:
+            raise InferError(f"-n takes N >= 0 images (0: all in the package), got {args.images}")
         settings, info, x, y = load_package(pkg, args.images)
         args.batch = min(args.batch, len(x))
         bitfile = (args.bitfile or pkg / "bitfile" / "finn-accel.bit").resolve()
@@ -179,11 +186,14 @@ def main(argv=None) -> int:
                 if args.backend == "emulated":
                     os.environ["BNN_EMULATED_SIM_MODE"] = args.sim_mode
                     sys.path.insert(0, str(HERE))
-                accel = open_overlay(pkg, settings, bitfile, args.batch, args.backend == "emulated")
+                accel = open_accelerator(pkg, settings, bitfile, args.batch, args.backend == "emulated")
                 top1, total, latency = run_overlay(accel, x, args.batch, bar)
     except InferError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     report = {"backend": args.backend, "model": info.get("model"), "board": info.get("board"),
               "images": int(len(x)), "batch": args.batch, "accuracy_pct": float(100 * (top1 == y).mean()),
               "correct": int((top1 == y).sum()), "seconds": round(total, 3),

@@ -7,15 +7,8 @@ a copy mapped back to the base op type runs FINN's Python model of the same laye
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
-
-# qonnx's per-tensor datatype sanitising dominates Python execution (a Python max() over every
-# tensor); our tensors are exact small integers in float32, and results are compared anyway.
-os.environ.setdefault("SANITIZE_QUANT_TENSORS", "0")
 
 FPGADATAFLOW = "finn.custom_op.fpgadataflow"
 
@@ -98,8 +91,24 @@ class StageRunner:
         return np.array(tops), np.stack(scores)
 
 
-def save_temp(model, directory: Path) -> str:
-    fd, path = tempfile.mkstemp(suffix=".onnx", dir=directory)
-    os.close(fd)
-    model.save(path)
-    return path
+def node_executor(model, node):
+    """x -> output of one node, as execute_onnx computes it (quantized tensors sanitized the same way), but
+    without building the whole graph's empty context on every call (3-500x less time per call here)."""
+    from qonnx.core.onnx_exec import execute_node
+    from qonnx.util.basic import get_preferred_qonnx_opset, get_sanitize_quant_tensors, sanitize_quant_values
+    opset = {o.domain: o.version for o in model.model.opset_import}.get(node.domain, get_preferred_qonnx_opset())
+    fixed = {n: model.get_initializer(n) for n in node.input[1:] if model.get_initializer(n) is not None}
+    sanitize = get_sanitize_quant_tensors() != 0
+
+    def run(x):
+        ctx = dict(fixed)
+        ctx[node.input[0]] = x
+        for o in node.output:
+            ctx[o] = np.zeros(model.get_tensor_shape(o), np.float32)
+        if sanitize:
+            ctx = sanitize_quant_values(model, node.input, ctx)
+        execute_node(node, ctx, model.graph, opset)
+        if sanitize:
+            ctx = sanitize_quant_values(model, node.output, ctx)
+        return ctx[node.output[0]]
+    return run

@@ -2,7 +2,8 @@
 
 deploy/
   infer.py          the on-board command (driver/infer.py)
-  settings.json     FINN's driver settings (shapes, data types, packing) for finn-plus-driver
+  accel.py          the accelerator driver (driver/accel.py): numpy and pynq only, as on a stock PYNQ image
+  settings.json     FINN's driver settings (shapes, data types, packing), from FINN's MakePYNQDriver
   package.json      model, board, clock, input layout, estimates, the build it came from
   data/test_x.npy   the test set as the accelerator takes it (uint8, NHWC), test_y.npy the labels
   runtime_weights/  FINN's weight files of layers whose weights the driver writes at start (URAM weight
@@ -25,7 +26,8 @@ def write_package(ctx, settings: Path) -> Path:
     deploy = ctx.out / "deploy"
     (deploy / "data").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(settings, deploy / "settings.json")
-    shutil.copyfile(ROOT / "driver" / "infer.py", deploy / "infer.py")
+    for f in ("infer.py", "accel.py"):  # driver/ is exactly what runs on the board
+        shutil.copyfile(ROOT / "driver" / f, deploy / f)
     runtime = settings.parent / "runtime_weights"
     if runtime.is_dir():
         shutil.copytree(runtime, deploy / "runtime_weights", dirs_exist_ok=True)

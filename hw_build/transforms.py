@@ -78,3 +78,92 @@ def _perm(node):
     from qonnx.util.basic import get_by_name
     attr = get_by_name(node.attribute, "perm")
     return list(attr.ints) if attr is not None else None
+
+
+class SplitThresholdsForRtlMVAU(Transformation):
+    """Lets FINN's DSP-based MVAU_rtl take an integer-input layer with bipolar weights (the 8-bit first layer).
+
+    MVAU_rtl computes the dot product only (no fused thresholds) and wants signed weights of >= 2 bits. For
+    each MVAU named in `names`: the weights {-1, +1} are retyped INT2 (same values, narrow range), the fused
+    thresholds move into a standalone Thresholding layer after it, and both prefer the RTL implementation;
+    FINN's SpecializeLayers then maps the MVAU to DSPs where its checks allow. The accumulator is an integer,
+    so acc >= t equals acc >= ceil(t): thresholds are rounded up, which keeps the function.
+    """
+
+    def __init__(self, names):
+        super().__init__()
+        self.names = set(names)
+
+    def apply(self, model):
+        from onnx import helper
+        for node in list(model.graph.node):
+            if node.op_type != "MVAU" or node.name not in self.names or len(node.input) < 3:
+                continue
+            inst = getCustomOp(node)
+            if inst.get_nodeattr("binaryXnorMode") or inst.get_input_datatype(0).bitwidth() < 2:
+                continue
+            if model.get_tensor_datatype(node.input[1]) == DataType["BIPOLAR"]:
+                model.set_tensor_datatype(node.input[1], DataType["INT2"])
+                inst.set_nodeattr("weightDataType", "INT2")
+            w = model.get_initializer(node.input[1])
+            idt = inst.get_input_datatype(0)
+            bound = float(np.abs(w).sum(axis=0).max()) * max(abs(idt.min()), abs(idt.max()))
+            acc_dt = DataType.get_smallest_possible(-bound - 1)
+            thr = np.ceil(model.get_initializer(node.input[2])).astype(np.float32)
+            thr_name, acc = node.input[2], model.make_new_valueinfo_name()
+            model.set_initializer(thr_name, thr)
+            model.set_tensor_datatype(thr_name, DataType.get_smallest_possible(min(thr.min(), -1)))
+            out = node.output[0]
+            model.set_tensor_shape(acc, model.get_tensor_shape(out))
+            model.set_tensor_datatype(acc, acc_dt)
+            th = helper.make_node(
+                "Thresholding", [acc, thr_name], [out], domain="finn.custom_op.fpgadataflow",
+                backend="fpgadataflow", NumChannels=inst.get_nodeattr("MH"), PE=1, numSteps=thr.shape[1],
+                inputDataType=acc_dt.name, weightDataType=model.get_tensor_datatype(thr_name).name,
+                outputDataType=inst.get_nodeattr("outputDataType"), ActVal=inst.get_nodeattr("ActVal"),
+                numInputVectors=list(inst.get_nodeattr("numInputVectors")), preferred_impl_style="rtl",
+                name="Thresholding_" + node.name)
+            del node.input[2]
+            node.output[0] = acc
+            inst.set_nodeattr("noActivation", 1)
+            inst.set_nodeattr("ActVal", 0)
+            inst.set_nodeattr("outputDataType", acc_dt.name)
+            inst.set_nodeattr("accDataType", acc_dt.name)
+            inst.set_nodeattr("preferred_impl_style", "rtl")
+            model.graph.node.insert(list(model.graph.node).index(node) + 1, th)
+        return model, False
+
+
+class WrapWithIODMAs(Transformation):
+    """The dataflow graph wrapped as FINN's ZynqBuild wraps it in Vivado: IODMAs at the board's native port
+    width (InsertIODMA), data-width converters (InsertDWC), SpecializeLayers, Floorplan and one partition
+    per IODMA and per weight-writable layer, the partitions' instance names as MakeZYNQProject gives them in
+    the block design (idma0, odma0, ...). FINN's MakePYNQDriver reads this graph for settings.json."""
+
+    def __init__(self, board, partition_dir):
+        super().__init__()
+        self.board, self.partition_dir = board, str(partition_dir)
+
+    def apply(self, model):
+        from finn.transformation.fpgadataflow.create_dataflow_partition import CreateDataflowPartition
+        from finn.transformation.fpgadataflow.floorplan import Floorplan
+        from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
+        from finn.transformation.fpgadataflow.insert_iodma import InsertIODMA
+        from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+        from finn.util.basic import pynq_native_port_width
+        from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames
+        from qonnx.transformation.infer_data_layouts import InferDataLayouts
+        model = model.transform(InferDataLayouts())
+        for t in (InsertIODMA(pynq_native_port_width[self.board.finn_board]), InsertDWC(),
+                  SpecializeLayers(self.board.part), Floorplan(),
+                  CreateDataflowPartition(partition_model_dir=self.partition_dir)):
+            model = model.transform(t).transform(GiveUniqueNodeNames()).transform(GiveReadableTensorNames())
+        counts = {"idma": 0, "odma": 0}
+        for node in model.get_nodes_by_op_type("StreamingDataflowPartition"):
+            kind = ("idma" if model.find_producer(node.input[0]) is None else
+                    "odma" if not model.find_consumers(node.output[0]) else None)
+            name = node.name
+            if kind:
+                name, counts[kind] = f"{kind}{counts[kind]}", counts[kind] + 1
+            getCustomOp(node).set_nodeattr("instance_name", name)
+        return model, False

@@ -16,11 +16,12 @@ import numpy as np
 from tqdm import tqdm
 
 from .execute import StageRunner
+from training.errors import UserError
 
 FLOAT_ATOL = 1e-3
 
 
-class VerificationError(RuntimeError):
+class VerificationError(UserError):
     pass
 
 

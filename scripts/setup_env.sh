@@ -22,9 +22,6 @@ echo "torch==2.13.0" > $VENV/constraints.txt
 $PIP install -r requirements/deps.txt -c $VENV/constraints.txt
 # 3. brevitas 0.13.0 declares setuptools<70 (conflicts with torch 2.13); its real needs are in deps.txt.
 $PIP install --no-deps brevitas==0.13.0 qonnx==1.0.0 finn-plus==1.6.1
-# finn-plus-driver: the on-board runtime; here only its pure-Python overlay runs, on driver/emulate.py.
-# Its pins (pynq: numpy<2) would break finn-plus, so no dependencies.
-$PIP install --no-deps finn-plus-driver==1.6.1
 # hls4ml: only its open-source ap_types headers are read (cppsim without Vitis HLS); its imports are never run.
 $PIP install --no-deps hls4ml==1.3.0
 $VENV/bin/python -c "import torch, brevitas, qonnx, finn; print('environment ready: torch', torch.__version__)"

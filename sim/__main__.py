@@ -26,15 +26,18 @@ def parser():
 
 
 def main(argv=None) -> int:
+    from training.errors import cli
+    return cli(_main, argv)
+
+
+def _main(argv=None) -> int:
     args = parser().parse_args(argv)
-    from training.data import DataError
     from .run import SimError, simulate
-    from .verilator import SimulatorMissing
-    try:
-        simulate(args.build, args.mode, args.images, args.data_dir, args.out, args.workers)
-    except (SimError, DataError, SimulatorMissing) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.images < 0:
+        raise SimError(f"-n takes N >= 0 images (0: the whole test set), got {args.images}")
+    if args.workers < 1:
+        raise SimError(f"--workers must be at least 1, got {args.workers}")
+    simulate(args.build, args.mode, args.images, args.data_dir, args.out, args.workers)
     return 0
 
 

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 
 STANDINS = Path(__file__).resolve().parent / "hls_standins"
 

@@ -9,7 +9,6 @@ auto:   the most faithful mode available for each layer.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -19,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+from training.errors import UserError
 
 MODES = ("python", "rtlsim", "cppsim", "auto")
 
 
-class SimError(RuntimeError):
+class SimError(UserError):
     """Bad input to a simulation (no build, wrong dataset, missing simulator); names the fix."""
 
 
@@ -38,27 +38,23 @@ class Build:
 
     @classmethod
     def load(cls, build_dir: Path) -> "Build":
-        build_dir = Path(build_dir).resolve()
-        state_file = build_dir / "build_state.json"
-        if not state_file.is_file():
-            raise SimError(f"{build_dir} holds no hardware build (no build_state.json). Run "
+        from hw_build.build_folder import BuildFolder
+        folder = BuildFolder(build_dir)
+        state = folder.read_state()
+        if state is None:
+            raise SimError(f"{folder.root} holds no hardware build (no build_state.json). Run "
                            f"'make build MODEL=... BOARD=...' or 'python -m hw_build' first")
-        state = json.loads(state_file.read_text())
         if "hw_codegen" not in state.get("done", []):
-            raise SimError(f"the build in {build_dir} stopped before hw_codegen ({state.get('done', [])[-1:]}); "
+            raise SimError(f"the build in {folder.root} stopped before hw_codegen ({state.get('done', [])[-1:]}); "
                            f"run it again to completion")
+        if not folder.checkpoint_unchanged(state):
+            raise SimError(f"the checkpoint of the build in {folder.root} ({state['checkpoint']}) is missing or "
+                           f"changed since the build; build again")
         from hw_build import finn_env
-        finn_env.setup(build_dir / "finn_tmp")
+        finn_env.setup(folder.finn_tmp)
         from qonnx.core.modelwrapper import ModelWrapper
-        child_file = sorted((build_dir / "intermediate").glob("*_hw_codegen.onnx"))[-1]
-        parent = ModelWrapper(str(build_dir / "finn" / "intermediate_models" / "dataflow_parent.onnx"))
-        ck = Path(state["checkpoint"])
-        if not ck.is_file() or hashlib.sha256(ck.read_bytes()).hexdigest() != state["checkpoint_sha256"]:
-            raise SimError(f"the checkpoint of the build in {build_dir} ({ck}) is missing or changed since the "
-                           f"build; build again")
-        est_file = build_dir / "report" / "estimates.json"
-        est = json.loads(est_file.read_text()) if est_file.is_file() else {}
-        return cls(build_dir, state, ModelWrapper(str(child_file)), parent, est)
+        return cls(folder.root, state, ModelWrapper(str(folder.last_stage("hw_codegen"))),
+                   ModelWrapper(str(folder.parent_model)), folder.estimates())
 
 
 def reference_and_images(build: Build, n: int, data_dir: str = ""):
@@ -108,6 +104,23 @@ def run_python(build: Build, images: np.ndarray, workers: int = 2, chunk: int = 
     return np.concatenate(out)
 
 
+def run_graph(build: Build, images: np.ndarray, mode: str = "python", workers: int = 1, work: Path | None = None,
+              log=lambda *a: None) -> tuple[np.ndarray, list]:
+    """The one place the accelerator graph runs: (n, C, H, W) pixels -> top-1 per image and, in mixed mode,
+    per-layer reports. python: FINN's Python model of every layer (in this process, or spread over
+    `workers` processes); rtlsim / cppsim / auto: layer by layer, each layer in its mode (layer_modes)."""
+    modes = layer_modes(build, mode)
+    if set(modes.values()) == {"python"}:
+        if workers <= 1:
+            from hw_build.execute import StageRunner
+            runner = StageRunner(build.child, build.parent)
+            return np.array([runner.run_one(images[i:i + 1].astype(np.float32))[0] for i in range(len(images))]), []
+        return run_python(build, images, workers=workers), []
+    log(f"mixed-mode simulation of {len(images)} images: "
+        + ", ".join(f"{m} {sum(v == m for v in modes.values())}" for m in ("rtlsim", "cppsim", "python")))
+    return run_mixed(build, images, modes, work or build.dir / "sim" / "work", log)
+
+
 # --- mixed mode (rtlsim / cppsim / python per layer) -------------------------------------------
 
 @dataclass
@@ -120,6 +133,7 @@ class LayerReport:
     first_output_cycles: int | None = None
     estimated_cycles: int | None = None
     compile_s: float | None = None
+    stall_pct: int | None = None
     note: str | None = None
 
 
@@ -140,32 +154,9 @@ def layer_modes(build: Build, mode: str) -> dict:
     return modes
 
 
-def node_executor(model, node):
-    """x -> output of one node, as execute_onnx computes it (quantized tensors sanitized the same way), but
-    without building the whole graph's empty context on every call (3-500x less time per call here)."""
-    from qonnx.core.onnx_exec import execute_node
-    from qonnx.util.basic import get_preferred_qonnx_opset, get_sanitize_quant_tensors, sanitize_quant_values
-    opset = {o.domain: o.version for o in model.model.opset_import}.get(node.domain, get_preferred_qonnx_opset())
-    fixed = {n: model.get_initializer(n) for n in node.input[1:] if model.get_initializer(n) is not None}
-    sanitize = get_sanitize_quant_tensors() != 0
-
-    def run(x):
-        ctx = dict(fixed)
-        ctx[node.input[0]] = x
-        for o in node.output:
-            ctx[o] = np.zeros(model.get_tensor_shape(o), np.float32)
-        if sanitize:
-            ctx = sanitize_quant_values(model, node.input, ctx)
-        execute_node(node, ctx, model.graph, opset)
-        if sanitize:
-            ctx = sanitize_quant_values(model, node.output, ctx)
-        return ctx[node.output[0]]
-    return run
-
-
 def run_mixed(build: Build, images: np.ndarray, modes: dict, work: Path, log=print) -> tuple[np.ndarray, list]:
     """Layer by layer over all images; returns top-1 per image and per-layer reports."""
-    from hw_build.execute import StageRunner, python_copy
+    from hw_build.execute import StageRunner, node_executor, python_copy
     from .verilator import hw_to_python_order, pack_input, unpack_output, words_per_image
     runner = StageRunner(build.child, build.parent)
     py = python_copy(build.child)
@@ -196,6 +187,7 @@ def run_mixed(build: Build, images: np.ndarray, modes: dict, work: Path, log=pri
             n_out = words_per_image(inst, "out") * len(acts)
             packed = pack_input(inst, np.stack(acts))
             words, _, _ = layer.run(packed, n_out)  # random valid/ready stalls
+            rep.stall_pct = layer.stall
             got = hw_to_python_order(inst, unpack_output(inst, words, len(acts)))
             free, cycles, first = layer.run(packed, n_out, stall_pct=0)  # cycles without stalls
             if free != words:
@@ -204,7 +196,7 @@ def run_mixed(build: Build, images: np.ndarray, modes: dict, work: Path, log=pri
             rep.bit_exact_vs_python, rep.mismatched_images = not bad, bad
             rep.cycles_per_image, rep.first_output_cycles = cycles / len(acts), first
             acts = [got[i] for i in range(len(acts))]
-            log(f"  {node.name:34s} rtlsim  bit-exact {not bad}  {cycles / len(acts):9.0f} cycles/image "
+            log(f"  {node.name:34s} rtlsim  bit-exact {not bad} ({layer.stall}% stalls)  {cycles / len(acts):9.0f} cycles/image "
                 f"(FINN estimate {rep.estimated_cycles})  compile {rep.compile_s} s")
         elif mode == "cppsim":
             cpp_run = node_executor(cpp_model, next(n for n in cpp_model.graph.node if n.name == node.name))
@@ -256,13 +248,7 @@ def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str =
     out = Path(out) if out else build.dir / "sim"
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    layers = []
-    if set(modes.values()) == {"python"}:
-        top1 = run_python(build, images, workers=min(workers, os.cpu_count() or 1))
-    else:
-        log(f"mixed-mode simulation of {len(images)} images: "
-            + ", ".join(f"{m} {sum(v == m for v in modes.values())}" for m in ("rtlsim", "cppsim", "python")))
-        top1, layers = run_mixed(build, images, modes, out / "work", log)
+    top1, layers = run_graph(build, images, mode, min(workers, os.cpu_count() or 1), out / "work", log)
     wall = time.time() - t0
     report = {
         "build": str(build.dir), "checkpoint": build.state["checkpoint"], "mode": mode, "images": int(len(images)),

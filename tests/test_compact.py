@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from conftest import DATA, ROOT
-from training.checkpoint import CheckpointError, export_qonnx, load, predict, read_checkpoint
+from training.checkpoint import CheckpointError, load, predict, read_checkpoint
+from training.export import export_qonnx
 from training.compact import load_compact, save_compact
 from training.data import make_splits
 

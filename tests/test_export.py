@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.checkpoint import CheckpointError, export_qonnx, load, predict, to_cbap
+from training.checkpoint import CheckpointError, load, predict
+from training.export import export_qonnx, to_cbap
 from training.data import make_splits
 from conftest import DATA
 

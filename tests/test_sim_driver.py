@@ -148,16 +148,63 @@ def test_sim_refuses_images_of_another_shape(built):
         check_images_fit(Build.load(built), np.zeros((2, 3, 32, 32), np.uint8))
 
 
-def test_board_backend_names_missing_bitfile(built, monkeypatch):
+def test_board_backend_names_missing_bitfile(built):
     sys.path.insert(0, str(ROOT / "driver"))
-    import emulate
     import infer
-    emulate.install(built / "deploy")  # a pynq to import; the board path must still want the real bitfile
     settings = json.loads((built / "deploy" / "settings.json").read_text())["driver_information"]
     with pytest.raises(infer.InferError, match="finn-accel.bit not found: build the bitstream"):
-        infer.open_overlay(built / "deploy", settings, built / "deploy" / "bitfile" / "finn-accel.bit", 4, False)
-    for m in ("pynq", "pynq.ps"):
-        monkeypatch.delitem(sys.modules, m, raising=False)
+        infer.open_accelerator(built / "deploy", settings, built / "deploy" / "bitfile" / "finn-accel.bit", 4, False)
+
+
+def test_driver_packing_is_finns(rng=np.random.default_rng(0)):
+    """driver/accel.py packs and unpacks exactly as FINN's data_packing (reverse_inner, reverse_endian)."""
+    sys.path.insert(0, str(ROOT / "driver"))
+    from accel import pack, unpack
+    from finn.util.data_packing import finnpy_to_packed_bytearray, packed_bytearray_to_finnpy
+    from qonnx.core.datatype import DataType
+    for name, lo, hi, simd in (("UINT8", 0, 256, 3), ("INT4", -8, 8, 5), ("UINT2", 0, 4, 7), ("BINARY", 0, 2, 13),
+                               ("BIPOLAR", -1, 2, 9), ("INT8", -128, 128, 1)):
+        x = rng.integers(lo, hi, size=(4, 2, 3, simd))
+        if name == "BIPOLAR":
+            x = 2 * (x > 0) - 1
+        finn = finnpy_to_packed_bytearray(x.astype(np.float32), DataType[name], reverse_endian=True, reverse_inner=True)
+        ours = pack(x, f"DataType['{name}']")
+        assert np.array_equal(ours, finn), name
+        back = packed_bytearray_to_finnpy(finn, DataType[name], x.shape, reverse_endian=True, reverse_inner=True)
+        assert np.array_equal(unpack(finn, name, x.shape), back) and np.array_equal(back, x), name
+
+
+def test_deploy_package_runs_on_a_stock_pynq_python(built, tmp_path):
+    """deploy/ copied alone into a fresh virtual environment with only numpy<2 (a PYNQ 3.x image has numpy 1.x
+    and pynq, no qonnx, no bitstring) and the stand-in pynq: the board command runs the test images."""
+    import os
+    import shutil
+    venv = tmp_path / "venv"
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True)
+    py = venv / "bin" / "python"
+    pip = subprocess.run([str(py), "-m", "pip", "install", "-q", "numpy<2"], capture_output=True, text=True)
+    if pip.returncode != 0:
+        pytest.skip(f"numpy<2 could not be installed into a fresh venv (no package index here?): {pip.stderr[-300:]}")
+    board = tmp_path / "board"
+    shutil.copytree(built / "deploy", board)
+    (board / "bitfile").mkdir()  # the stand-in's fabric is the simulator; it never reads these placeholders
+    for ext in ("bit", "hwh"):
+        (board / "bitfile" / f"finn-accel.{ext}").write_text("test placeholder: no Vivado here\n")
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT / "sim" / "pynq_standin"),
+           "BNN_FABRIC": json.dumps({"argv": [sys.executable, "-m", "sim.fabric", str(built)], "cwd": str(ROOT)})}
+    probe = subprocess.run([str(py), "-c", "import numpy, importlib.util as u; print(numpy.__version__, "
+                            "[m for m in ('qonnx', 'finn', 'bitstring', 'torch', 'finn_plus_driver') if u.find_spec(m)])"],
+                           capture_output=True, text=True, env=env)
+    assert probe.stdout.split()[0].startswith("1.") and probe.stdout.strip().endswith("[]"), probe.stdout
+    r = subprocess.run([str(py), "infer.py", "--no-progress", "-n", "50", "--batch", "16"], cwd=board,
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    board_report = json.loads((board / "report_board.json").read_text())
+    s = _infer("--backend", "sim", "--package", str(built / "deploy"), "-n", "50")
+    assert s.returncode == 0, s.stderr
+    assert board_report["correct"] == json.loads((built / "deploy" / "report_sim.json").read_text())["correct"]
+    assert board_report["images"] == 50 and board_report["accuracy_pct"] > 80
 
 
 def test_uram_weights_are_written_at_start_by_the_driver(tmp_path):
@@ -184,10 +231,12 @@ def test_uram_weights_are_written_at_start_by_the_driver(tmp_path):
     assert s.returncode == 0, s.stderr
     ra, rb = (json.loads((pkg / f"report_{b}.json").read_text()) for b in ("emulated", "sim"))
     assert ra["correct"] == rb["correct"]
-    from driver import emulate
-    emulate.install(pkg)
-    acc_overlay = emulate.Overlay("x.bit")
-    port = next(getattr(acc_overlay, k) for k in acc_overlay.ip_dict if k.startswith("StreamingDataflowPartition"))
+    sys.path.insert(0, str(ROOT / "sim" / "pynq_standin"))
+    import os
+    import pynq
+    os.environ["BNN_FABRIC"] = json.dumps({"argv": [sys.executable, "-c", "pass"]})  # never reached
+    board = pynq.Overlay(str(pkg / "bitfile" / "finn-accel.bit"))
+    port = next(getattr(board, k) for k in board.ip_dict if k.startswith("StreamingDataflowPartition"))
     assert port.mmio.written == 0  # a fresh board: no weights yet, and it refuses to compute
     with pytest.raises(RuntimeError, match="before its runtime-writable weights were written"):
-        acc_overlay.idma0.acc.run(acc_overlay.idma0)
+        board.idma0.write(0x00, 1)

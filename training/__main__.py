@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import compat  # noqa: F401
 from .config import ConfigError, add_arguments, describe, overrides_from, resolve
-from .data import DataError
+from .errors import cli
 
 
 def parser() -> argparse.ArgumentParser:
@@ -36,11 +36,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """The command under the project's error contract (training/errors.py)."""
+    return cli(_main, argv)
+
+
+def _main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
         overrides = overrides_from(args)
         if args.inference or args.export:
-            from .checkpoint import evaluate_checkpoint, export_checkpoint
+            from .checkpoint import evaluate_checkpoint
+            from .export import export_checkpoint
             target = args.model_path if args.inference else args.export
             if target is None:
                 raise ConfigError("--inference needs --model-path DIR_OR_PT")
@@ -74,9 +80,8 @@ def main(argv=None) -> int:
         except Interrupted:
             return 130
         return 0
-    except (ConfigError, DataError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None
 
 
 if __name__ == "__main__":

@@ -31,9 +31,9 @@ META_KEYS = ("epoch", "val_acc", "source", "precise_bn")
 
 def weight_kinds(config: dict) -> dict:
     """state-dict key of every weight layer -> 'binary', 'ternary', 'int8' or 'float'."""
-    from .config import FIELDS, TrainConfig, coerce
+    from .config import TrainConfig
     from .models import build_model, layer_precisions
-    cfg = TrainConfig(**{k: coerce(FIELDS[k], v, "checkpoint") for k, v in config.items() if k in FIELDS})
+    cfg = TrainConfig.from_dict(config, "checkpoint", validate=False)
     model = build_model(cfg)
     names = [n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     kinds, _ = layer_precisions(cfg, len(names))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
+from .errors import UserError
 
 CHOICES = {
     "model": ("lenet5", "vggnet7"),
@@ -150,8 +151,20 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict, source: str, overrides: dict | None = None,
+                  validate: bool = True) -> "TrainConfig":
+        """The one way a config is read back (presets, checkpoints, run folders): each known key coerced to its
+        field's type (errors name the source), keys of other versions ignored, then the command line's overrides."""
+        v = {k: coerce(FIELDS[k], x, source) for k, x in values.items() if k in FIELDS}
+        v.update({k: coerce(FIELDS[k], x, "command line") for k, x in (overrides or {}).items()})
+        cfg = cls(**v)
+        if validate:
+            cfg.validate()
+        return cfg
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A preset or command-line value that cannot be used; the message names the key."""
 
 
@@ -233,11 +246,7 @@ def load_preset(path: str | Path) -> dict:
 
 def resolve(preset: str | None, overrides: dict) -> tuple[TrainConfig, set]:
     """Preset values, then command-line overrides (which win). Returns the config and the overridden keys."""
-    values = load_preset(preset) if preset else {}
-    for k, v in overrides.items():
-        values[k] = coerce(FIELDS[k], v, "command line")
-    cfg = TrainConfig(**values)
-    cfg.validate()
+    cfg = TrainConfig.from_dict(load_preset(preset) if preset else {}, str(preset), overrides)
     return cfg, set(overrides)
 
 

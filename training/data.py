@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from .errors import UserError
 
 ENV_DATA_DIR = "BNN_DATA_DIR"
 
@@ -42,7 +43,7 @@ DATASETS = {
 }
 
 
-class DataError(RuntimeError):
+class DataError(UserError):
     """Missing or malformed dataset; the message names the file and the fix."""
 
 

@@ -19,7 +19,6 @@ import torch
 from . import compat  # noqa: F401
 from .checkpoint import evaluate_checkpoint, read_checkpoint
 from .compact import save_compact
-from .data import DATASETS
 
 
 def this_machine() -> str:
@@ -39,12 +38,12 @@ def publish(run: Path, dest: Path, where: str, command: str = "", code: str = ""
     save_compact(ck, dest / "model.npz")
     for f in ("params.yml", "metrics.csv", "curves.png"):
         shutil.copyfile(run / f, dest / f)
-    acc = evaluate_checkpoint(dest / "model.npz", {"data_dir": ""}, log=lambda *a: None)
+    acc, n_test = evaluate_checkpoint(dest / "model.npz", {"data_dir": ""}, log=lambda *a: None, count=True)
     (dest / "test_accuracy.txt").write_text(f"{acc:.2f}\n")
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     info = {"run": str(run), "epoch": ck["epoch"], "checkpoint": ck["source"],
             "precise_bn": ck["precise_bn"], "val_acc": round(ck["val_acc"], 3), "test_acc": round(acc, 2),
-            "test_images": DATASETS[ck["config"]["dataset"]].n_test, "epochs": len(rows),
+            "test_images": n_test, "epochs": len(rows),
             "train_wall_minutes": round(sum(float(r["epoch_seconds"]) for r in rows) / 60, 1),
             "trained_on": where, "command": command, "code": code,
             "torch": torch.__version__, "python": platform.python_version(), **(extra or {})}

@@ -1,42 +1,25 @@
 """The training loop: run folder, metrics, atomic checkpoints, resume, interrupt handling."""
 from __future__ import annotations
 
-import csv
 import math
 import os
 import signal
 import time
 from contextlib import nullcontext
-from datetime import datetime
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 from tqdm import tqdm
 
-from .config import TrainConfig, coerce, FIELDS, ConfigError
+from .config import ConfigError, TrainConfig
 from .data import batches, make_splits
 from .models import build_model, weight_layers
-
-METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds"]
+from .run_folder import Run, check_writable, load_config_of, save_atomic, write_text_atomic  # noqa: F401
 
 
 class Interrupted(Exception):
     pass
-
-
-def save_atomic(obj, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a kill never leaves a torn checkpoint."""
-    tmp = path.with_suffix(path.suffix + ".part")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def init_from(model, path: str) -> str:
@@ -49,18 +32,6 @@ def init_from(model, path: str) -> str:
         raise ConfigError(f"init_from: {path} shares no tensor of matching name and shape with this {ck['config']}")
     model.load_state_dict(same, strict=False)
     return f"initialised {len(same)} of {len(own)} tensors from {path}"
-
-
-def check_writable(folder: Path) -> None:
-    """Before any work: the results folder can be made and written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"results: cannot write to {folder} ({e.strerror or e}); give --results a writable "
-                          f"folder") from None
 
 
 def pick_device(cfg: TrainConfig) -> torch.device:
@@ -144,60 +115,6 @@ def evaluate(model, x, y, cfg: TrainConfig, device) -> tuple[float, float]:
     return total_loss / len(x), 100.0 * correct / len(x)
 
 
-class Run:
-    """A run folder: results/ID/run-TIMESTAMP/ with params, metrics and checkpoints."""
-
-    def __init__(self, directory: Path):
-        self.dir = directory
-        self.metrics = directory / "metrics.csv"
-
-    @classmethod
-    def create(cls, cfg: TrainConfig, run_id: str) -> "Run":
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        d = Path(cfg.results) / run_id / f"run-{stamp}"
-        for k in range(2, 100):  # two runs started in the same second get their own folders
-            try:
-                d.mkdir(parents=True, exist_ok=False)
-                break
-            except FileExistsError:
-                d = Path(cfg.results) / run_id / f"run-{stamp}-{k}"
-        run = cls(d)
-        run.write_params(cfg)
-        with open(d / "metrics.csv", "w", newline="") as f:
-            csv.writer(f).writerow(METRICS)
-        return run
-
-    def write_params(self, cfg: TrainConfig) -> None:
-        write_text_atomic(self.dir / "params.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-
-    def append_metrics(self, row: dict) -> None:
-        with open(self.metrics, "a", newline="") as f:
-            csv.writer(f).writerow([row[k] for k in METRICS])
-            f.flush()
-            os.fsync(f.fileno())
-
-    def read_metrics(self) -> list[dict]:
-        with open(self.metrics) as f:
-            return list(csv.DictReader(f))
-
-    def truncate_metrics(self, epochs: int) -> None:
-        """On resume, drop rows of epochs whose checkpoint was never written."""
-        rows = [r for r in self.read_metrics() if int(r["epoch"]) <= epochs]
-        with open(self.metrics, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(METRICS)
-            for r in rows:
-                w.writerow([r[k] for k in METRICS])
-
-
-def load_config_of(run_dir: Path) -> TrainConfig:
-    p = run_dir / "params.yml"
-    if not p.is_file():
-        raise ConfigError(f"{run_dir} is not a run folder (no params.yml)")
-    data = yaml.safe_load(p.read_text())
-    return TrainConfig(**{k: coerce(FIELDS[k], v, str(p)) for k, v in data.items() if k in FIELDS})
-
-
 def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=print) -> Path:
     """Trains, writing everything into the run folder; returns it. Resumes from last.pt when given."""
     t_start = time.time()
@@ -261,6 +178,7 @@ def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
     if resume is None:
         check_writable(Path(cfg.results))
     device = pick_device(cfg)
+    teacher = load_teacher(cfg, device) if cfg.distill_from else None  # an input: checked before the data loads
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # exact for +-1 operands
@@ -273,7 +191,6 @@ def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
     net, rank, world = distributed(model, device)
     if rank:
         log = lambda *a: None  # noqa: E731  (rank 0 alone writes and reports)
-    teacher = load_teacher(cfg, device) if cfg.distill_from else None  # before the run folder: checks first
     opt, start_epoch, best_acc = make_optimizer(cfg, model, device), 0, -1.0
     sched = make_scheduler(cfg, opt)
     gen = torch.Generator(device).manual_seed(cfg.seed)

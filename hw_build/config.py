@@ -1,0 +1,133 @@
+"""The build's configuration: one dataclass (HwConfig), its command-line flags generated from its fields,
+and how a build finds its inputs (shipped folding, output folder)."""
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+
+from .boards import get_board
+from .errors import BuildError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class HwConfig:
+    checkpoint: Path = field(metadata={"metavar": "DIR_OR_FILE", "flag": "--model", "help": "pretrained/ folder, training run folder or "
+                                       "checkpoint (.pt, compact .npz)"})
+    board: str = field(default="Pynq-Z1", metadata={"help": "target board (--list-boards)"})
+    target_fps: int | None = field(default=None, metadata={"metavar": "FPS", 
+        "help": "automatic folding (FINN's SetFolding) to this many images/s; with --folding, only the cycle budget "
+                "drawn in the plots. Default: the shipped folding configs/folding/<model>_<precision>_<board>.json, "
+                "else 10000"})
+    folding: Path | None = field(default=None, metadata={"metavar": "FILE", 
+        "help": "folding JSON in FINN's format (PE, SIMD, ram_style, resType per layer)"})
+    specialize: Path | None = field(default=None, metadata={"metavar": "FILE", 
+        "help": "FINN's specialize_layers config JSON ({\"MVAU_0\": {\"preferred_impl_style\": \"rtl\"}}): an "
+                "8-bit-input MVAU named rtl goes to DSPs (MVAU_rtl + Thresholding). Default: the shipped "
+                "<folding>.specialize.json beside the shipped folding"})
+    max_utilization: float = field(default=85.0, metadata={"metavar": "PCT", 
+        "help": "fit check: the highest %% of any resource (LUT, BRAM18, URAM, DSP) the design may use, everything "
+                "counted (layers, data-width converters, FIFOs, shell allowance)"})
+    clock_ns: float = field(default=10.0, metadata={"metavar": "NS", "help": "clock period in ns (10 = 100 MHz)"})
+    out: Path | None = field(default=None, metadata={"metavar": "DIR", "help": "output folder (default build/<model>_<precision>_<board>)"})
+    verify_images: int = field(default=100, metadata={"metavar": "N", 
+        "help": "test images compared with the Brevitas model after each stage; -1: whole test set, 0: none"})
+    bitstream: bool = field(default=False, metadata={
+        "help": "go on to the bitfile and deployment package (needs vitis_hls and vivado in PATH)"})
+    data_dir: str = field(default="", metadata={"metavar": "DIR", 
+        "help": "folder with mnist.npz / cifar10.npz (default: the checkpoint's, then $BNN_DATA_DIR, then ./data)"})
+    mvau_wwidth_max: int = field(default=1024, metadata={"metavar": "BITS", 
+        "help": "widest weight stream (bits) automatic folding may give one MVAU PE"})
+    stop_after: str | None = field(default=None, metadata={
+        "metavar": "STEP", "help": "end the flow after this step (see README: export, streamline, convert_to_hw, "
+                                   "estimates, hw_codegen, ...)"})
+
+    def validate(self) -> None:
+        """Every numeric option finite and in range, before any work."""
+        if self.target_fps is not None and not self.target_fps > 0:
+            raise BuildError(f"--target-fps must be positive, got {self.target_fps}")
+        if not 0 < self.max_utilization <= 100:
+            raise BuildError(f"--max-utilization must be in (0, 100], got {self.max_utilization}")
+        if not 0 < self.clock_ns < 1000:
+            raise BuildError(f"--clock-ns must be a positive period in ns, got {self.clock_ns}")
+        if self.verify_images < -1:
+            raise BuildError(f"--verify-images takes N >= 0 images or -1 (the whole test set), got {self.verify_images}")
+        if self.mvau_wwidth_max <= 0:
+            raise BuildError(f"--mvau-wwidth-max must be positive, got {self.mvau_wwidth_max}")
+
+    def model_id(self, train_cfg) -> str:
+        width = "" if train_cfg.width_scale == 1 else f"_w{train_cfg.width_scale:g}"
+        return f"{train_cfg.model}_{precision_name(train_cfg)}{width}"
+
+
+def add_arguments(p) -> None:
+    """One flag per HwConfig field, its type and default from the field, its help from the field's metadata."""
+    import typing
+    hints = typing.get_type_hints(HwConfig)
+    for f in fields(HwConfig):
+        meta = f.metadata
+        flag = meta.get("flag", "--" + f.name.replace("_", "-"))
+        kw = {"dest": f.name, "help": meta["help"]}
+        if "metavar" in meta:
+            kw["metavar"] = meta["metavar"]
+        t = hints[f.name]
+        base = next((a for a in typing.get_args(t) if a is not type(None)), t)
+        if base is bool:
+            p.add_argument(flag, action="store_true", **kw)
+            continue
+        default = None if f.default is MISSING else f.default
+        if default not in (None, ""):
+            kw["help"] += f" (default: {default})"
+        p.add_argument(flag, type=base, default=default, **kw)
+
+
+def from_args(args) -> HwConfig:
+    hw = HwConfig(**{f.name: getattr(args, f.name) for f in fields(HwConfig)})
+    hw.validate()
+    return hw
+
+
+def precision_name(cfg) -> str:
+    if not cfg.binarize:
+        return "float"
+    if cfg.tern_weights or cfg.tern_acts:
+        return "ternary"
+    return "binary"
+
+
+def default_out(hw: HwConfig, train_cfg) -> Path:
+    return ROOT / "build" / f"{hw.model_id(train_cfg)}_{get_board(hw.board).name}"
+
+
+def shipped_folding(hw: HwConfig, train_cfg, suffix: str = ".json") -> Path | None:
+    """configs/folding/<model>_<precision>_<board>.json, and its .specialize.json (FINN's specialize_layers
+    config: which layers take the RTL implementation) beside it."""
+    p = ROOT / "configs" / "folding" / f"{hw.model_id(train_cfg)}_{get_board(hw.board).name}{suffix}"
+    return p if p.is_file() else None
+
+
+def check_inputs(hw: HwConfig, train_cfg) -> tuple[Path | None, Path | None]:
+    """The folding and specialize files this build uses (given, or shipped beside each other), checked."""
+    folding = Path(hw.folding) if hw.folding else (None if hw.target_fps else shipped_folding(hw, train_cfg))
+    specialize = Path(hw.specialize) if hw.specialize else (
+        shipped_folding(hw, train_cfg, ".specialize.json") if folding is not None and not hw.folding else None)
+    for what, f in (("folding file", folding), ("specialize config", specialize)):
+        _check_json(what, f)
+    return folding, specialize
+
+
+def _check_json(what: str, path: Path | None) -> None:
+    """A folding or specialize file must exist and hold a JSON object keyed by layer name."""
+    if path is None:
+        return
+    if not path.is_file():
+        raise BuildError(f"{what} {path} not found")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BuildError(f"{what} {path} is not valid JSON ({e}); FINN's format: "
+                         f'{{"MVAU_hls_0": {{"PE": 4, "SIMD": 8}}, ...}}') from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise BuildError(f"{what} {path} must map layer names to attribute objects (FINN's format)")

@@ -1,0 +1,247 @@
+"""The flow's steps, each a small function ``step(model, ctx) -> model``, and the STEPS table.
+
+FINN's own builder steps do the work; every deviation from FINN is a visible row here and a named
+Transformation in transforms.py. The third column says whether real test images are compared with the
+Brevitas model after the step (verify.py).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .boards import Board
+from .config import HwConfig
+from .errors import BuildError
+from .finn_env import require_tools
+
+
+@dataclass
+class Context:
+    """What steps share: the configs, the board, the output folder, the verifier."""
+    hw: HwConfig
+    board: Board
+    out: Path
+    finn_cfg: object
+    train_cfg: object = None
+    brevitas_model: object = None
+    verifier: object = None
+    parent: object = None          # dataflow parent model, once partitioned
+    timings: dict = field(default_factory=dict)
+    estimates: dict = field(default_factory=dict)
+    settings: Path | None = None   # FINN's driver settings.json, once written
+
+
+def step_export(model, ctx: Context):
+    """Checkpoint -> QONNX of the FINN-compilable twin, pixel input annotated UINT8."""
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+    from training.export import export_qonnx
+    path = export_qonnx(ctx.brevitas_model, ctx.train_cfg, ctx.out / "model.onnx")
+    model = ModelWrapper(str(path))
+    model.set_tensor_datatype(model.graph.input[0].name, DataType["UINT8"])
+    return model
+
+
+def step_add_top1(model, ctx: Context):
+    """The accelerator returns the top-1 class (FINN's LabelSelect), as finn-examples' builds do."""
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.transformation.insert_topk import InsertTopK
+    model = model.transform(InsertTopK(k=1))
+    model = model.transform(InferShapes())
+    return model.transform(InferDataTypes())
+
+
+def _finn_step(name):
+    def step(model, ctx: Context):
+        import finn.builder.build_dataflow_steps as steps
+        return getattr(steps, name)(model, ctx.finn_cfg)
+    step.__name__ = name
+    step.__doc__ = f"FINN's {name}."
+    return step
+
+
+def step_binary_pad(model, ctx: Context):
+    """Project transformation BinaryPadToNHWC: FINN's streamlining leaves bipolar -1 padding unconverted
+    when it moves activations to the {0, 1} XNOR encoding."""
+    from .transforms import BinaryPadToNHWC
+    return model.transform(BinaryPadToNHWC())
+
+
+def step_round_xnor_thresholds(model, ctx: Context):
+    """Project transformation RoundAndClipXnorThresholds: FINN needs integer XNOR-MVAU thresholds in the
+    popcount range."""
+    from .transforms import RoundAndClipXnorThresholds
+    return model.transform(RoundAndClipXnorThresholds())
+
+
+def step_create_dataflow_partition(model, ctx: Context):
+    """FINN's partition; the parent (layout nodes the host runs) is kept for verification and the driver."""
+    import finn.builder.build_dataflow_steps as steps
+    from qonnx.core.modelwrapper import ModelWrapper
+    try:
+        child = steps.step_create_dataflow_partition(model, ctx.finn_cfg)
+    except Exception as e:
+        raise BuildError(f"FINN cannot map this model to hardware layers: {e}. The layers FINN can build are "
+                         f"listed in the README (binary/ternary conv and FC, max-pool, BN+sign as thresholds)") from None
+    ctx.parent = ModelWrapper(str(Path(ctx.finn_cfg.output_dir) / "intermediate_models" / "dataflow_parent.onnx"))
+    return child
+
+
+def step_rtl_mvau(model, ctx: Context):
+    """Project transformation SplitThresholdsForRtlMVAU for the layers that the specialize config (FINN's
+    specialize_layers_config JSON) gives to MVAU_rtl: the 8-bit first layer onto DSPs instead of LUTs."""
+    from .transforms import SplitThresholdsForRtlMVAU
+    path = ctx.finn_cfg.specialize_layers_config_file
+    if path is None:
+        return model
+    cfg = json.loads(Path(path).read_text())
+    names = [n for n, v in cfg.items() if n.startswith("MVAU") and v.get("preferred_impl_style") == "rtl"]
+    unknown = sorted(set(cfg) - {"Defaults"} - {n.name for n in model.graph.node})
+    if unknown:
+        raise BuildError(f"specialize config {path} names layers this model does not have: {unknown}; names are "
+                         f"those of intermediate/*_create_dataflow_partition.onnx (MVAU_0, ...)")
+    return model.transform(SplitThresholdsForRtlMVAU(names))
+
+
+def step_folding(model, ctx: Context):
+    """PE/SIMD: a folding JSON (FINN's format) when given, else FINN's SetFolding to the target FPS."""
+    import finn.builder.build_dataflow_steps as steps
+    if ctx.finn_cfg.folding_config_file is not None:
+        model = steps.step_apply_folding_config(model, ctx.finn_cfg)
+        _check_folding_covers(model, ctx.finn_cfg.folding_config_file)
+        return model
+    return steps.step_target_fps_parallelization(model, ctx.finn_cfg)
+
+
+def _check_folding_covers(model, path) -> None:
+    names = set(json.loads(Path(path).read_text())) - {"Defaults"}
+    hw = {n.name for n in model.graph.node if n.domain.startswith("finn.custom_op.fpgadataflow")}
+    missing = sorted(n for n in hw - names if not n.startswith(("FMPadding", "LabelSelect", "StreamingDataWidth")))
+    unknown = sorted(names - hw)
+    bad = _indivisible_folding(model)
+    if unknown or missing or bad:
+        raise BuildError(f"folding file {path} does not match this model: unknown layers {unknown}, "
+                         f"layers without an entry {missing}, folding that does not divide the layer {bad}. "
+                         f"Start from finn/report/auto_folding_config.json of a --target-fps build")
+
+
+def _indivisible_folding(model) -> list:
+    """Layers whose PE/SIMD do not divide the dimension they fold."""
+    from qonnx.custom_op.registry import getCustomOp
+    pairs = (("MW", "SIMD"), ("MH", "PE"), ("IFMChannels", "SIMD"), ("NumChannels", "SIMD"), ("Channels", "PE"),
+             ("NumChannels", "PE"))
+    bad = []
+    for node in model.graph.node:
+        if not node.domain.startswith("finn.custom_op.fpgadataflow"):
+            continue
+        inst = getCustomOp(node)
+        attrs = {a.name for a in node.attribute}
+        for dim, fold in pairs:
+            if dim in attrs and fold in attrs and inst.get_nodeattr(dim) % inst.get_nodeattr(fold):
+                bad.append(f"{node.name} {fold}={inst.get_nodeattr(fold)} vs {dim}={inst.get_nodeattr(dim)}")
+    return bad
+
+
+def step_estimates(model, ctx: Context):
+    """FINN's estimate reports, then the project's fit check, summary and plots."""
+    import finn.builder.build_dataflow_steps as steps
+    model = steps.step_generate_estimate_reports(model, ctx.finn_cfg)
+    from .estimates import check_fit, collect, plot
+    ctx.estimates = collect(Path(ctx.finn_cfg.output_dir) / "report", ctx.board, ctx.hw.clock_ns, model,
+                            ctx.hw.max_utilization, ctx.hw.target_fps or ctx.finn_cfg.target_fps)
+    report = ctx.out / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    (report / "estimates.json").write_text(json.dumps(ctx.estimates, indent=2))
+    plot(ctx.estimates, report)
+    check_fit(ctx.estimates, ctx.board)
+    return model
+
+
+def step_driver_settings(model, ctx: Context):
+    """FINN's PYNQ driver settings (settings.json: shapes, data types, packing) without Vivado: FINN's
+    MakePYNQDriver on a copy wrapped with IODMAs as ZynqBuild wraps it (project WrapWithIODMAs)."""
+    import copy
+
+    from finn.transformation.fpgadataflow.make_driver import MakePYNQDriver
+    from .transforms import WrapWithIODMAs
+    m = copy.deepcopy(model).transform(WrapWithIODMAs(ctx.board, ctx.out / "finn" / "iodma_partitions"))
+    m = m.transform(MakePYNQDriver("zynq-iodma", "FINNDMAOverlay", clk_period_ns=ctx.hw.clock_ns,
+                                   board=ctx.board.finn_board))
+    ctx.settings = Path(m.get_metadata_prop("pynq_driver_dir")) / "settings.json"
+    return model
+
+
+def step_package(model, ctx: Context):
+    """The project's deployment package deploy/ (package.py): driver, settings, test data, runtime weights."""
+    from .package import write_package
+    write_package(ctx, ctx.settings)
+    return model
+
+
+def _tool_step(name, tools=("vitis_hls", "vivado")):
+    finn_step = _finn_step(name)
+
+    def step(model, ctx: Context):
+        require_tools(name, tools)
+        return finn_step(model, ctx)
+    step.__name__ = name
+    step.__doc__ = f"FINN's {name} (needs {', '.join(tools)})."
+    return step
+
+
+# (name, function, verify after it). The order is the flow.
+STEPS = [
+    ("export", step_export, True),
+    ("qonnx_to_finn", _finn_step("step_qonnx_to_finn"), True),
+    ("tidy_up", _finn_step("step_tidy_up"), True),
+    ("add_top1", step_add_top1, True),
+    # FINN's streamlining leaves a padded binary net computing with -1 in the {0, 1} encoding: verified
+    # after binary_pad, which fixes that (the stage in between is wrong by FINN's design, not checked)
+    ("streamline", _finn_step("step_streamline"), False),
+    ("binary_pad", step_binary_pad, True),
+    ("convert_to_hw", _finn_step("step_convert_to_hw"), True),
+    ("round_xnor_thresholds", step_round_xnor_thresholds, True),
+    ("create_dataflow_partition", step_create_dataflow_partition, True),
+    ("rtl_mvau", step_rtl_mvau, True),
+    ("specialize_layers", _finn_step("step_specialize_layers"), True),
+    ("folding", step_folding, False),
+    ("minimize_bit_width", _finn_step("step_minimize_bit_width"), True),
+    ("estimates", step_estimates, False),
+    ("hw_codegen", _finn_step("step_hw_codegen"), True),
+    ("driver_settings", step_driver_settings, False),
+    ("package", step_package, False),
+]
+TOOL_STEPS = [
+    ("hw_ipgen", _tool_step("step_hw_ipgen", ("vitis_hls",)), False),
+    ("set_fifo_depths", _tool_step("step_set_fifo_depths"), False),
+    ("create_stitched_ip", _tool_step("step_create_stitched_ip", ("vivado",)), False),
+    ("measure_rtlsim_performance", _tool_step("step_measure_rtlsim_performance", ("vivado",)), False),
+    ("synthesize_bitfile", _tool_step("step_synthesize_bitfile", ("vivado",)), False),
+    ("make_driver", _tool_step("step_make_driver", ("vivado",)), False),
+    ("deployment_package", _tool_step("step_deployment_package", ("vivado",)), False),
+    ("board_files", lambda model, ctx: _board_files(model, ctx), False),
+]
+
+
+def _board_files(model, ctx: Context):
+    """Bitfile and hwh from FINN's deployment package into the project's deploy/ folder."""
+    from .package import add_bitfile
+    add_bitfile(ctx)
+    return model
+
+
+def make_finn_cfg(hw: HwConfig, board: Board, out: Path, folding: Path | None, specialize: Path | None = None):
+    from finn.builder.build_dataflow_config import DataflowBuildConfig, DataflowOutputType, ShellFlowType
+    outputs = [DataflowOutputType.ESTIMATE_REPORTS]
+    if hw.bitstream:
+        outputs += [DataflowOutputType.STITCHED_IP, DataflowOutputType.RTLSIM_PERFORMANCE,
+                    DataflowOutputType.BITFILE, DataflowOutputType.PYNQ_DRIVER,
+                    DataflowOutputType.DEPLOYMENT_PACKAGE]
+    return DataflowBuildConfig(
+        output_dir=str(out / "finn"), synth_clk_period_ns=hw.clock_ns, board=board.finn_board,
+        fpga_part=board.part, shell_flow_type=ShellFlowType.VIVADO_ZYNQ, generate_outputs=outputs,
+        target_fps=None if folding else (hw.target_fps or 10_000), folding_config_file=folding,
+        specialize_layers_config_file=specialize,
+        mvau_wwidth_max=hw.mvau_wwidth_max, save_intermediate_models=True, verify_steps=[])

@@ -1,0 +1,138 @@
+"""A stand-in for pynq on a machine without a board: the part of its API that driver/accel.py uses.
+
+Only the standard library and numpy are imported here, as on a stock PYNQ image; the fabric is a separate
+process (`python -m sim.fabric BUILD`, in the project's environment) that runs the build's dataflow graph
+in simulation. Its command comes from $BNN_FABRIC (JSON: {"argv": [...], "cwd": "..."}); without it there
+is no device, as pynq says on a machine without an FPGA.
+
+Buffers are numpy arrays with a device address. The IODMAs are register files; starting the input DMA
+sends the first COUNT images of its buffer, packed as the hardware streams them, to the fabric and writes
+the packed result into the output DMA's buffer. Weight ports (AXI-lite) keep what the driver writes; the
+fabric is not started before every weight port was written in full.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+# FINN's IODMA register map (HLS ap_ctrl block, then the buffer address and the image count)
+AP_CTRL, ADDR_LO, ADDR_HI, COUNT = 0x00, 0x10, 0x14, 0x1C
+AP_START, AP_DONE, AP_IDLE = 0x1, 0x2, 0x4
+_BUFFERS: dict = {}
+_ADDR = itertools.count(0x1000_0000, 0x100_0000)
+CMA_BYTES = int(float(os.environ.get("BNN_EMULATED_CMA_MB", "128")) * 2**20)  # the image's contiguous memory
+
+
+class PynqBuffer(np.ndarray):
+    def flush(self):
+        pass
+
+    def invalidate(self):
+        pass
+
+
+def allocate(shape, dtype=np.uint8, cacheable=True, target=None, **kw):
+    live = sum(b.nbytes for b in _BUFFERS.values() if b is not None)
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if live + size > CMA_BYTES:
+        raise RuntimeError("Failed to allocate Memory!")  # pynq's words
+    buf = np.zeros(shape, dtype=dtype).view(PynqBuffer)
+    buf.device_address = next(_ADDR)
+    _BUFFERS[buf.device_address] = buf
+    return buf
+
+
+class Fabric:
+    """The simulator process: request = n, byte count, packed input; reply = byte count, packed output."""
+
+    def __init__(self):
+        spec = os.environ.get("BNN_FABRIC")
+        if not spec:
+            raise RuntimeError("No Devices Found")
+        spec = json.loads(spec)
+        self.proc = subprocess.Popen(spec["argv"], cwd=spec.get("cwd"), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def run(self, n: int, data: bytes) -> bytes:
+        self.proc.stdin.write(struct.pack("<QQ", n, len(data)) + data)
+        self.proc.stdin.flush()
+        head = self.proc.stdout.read(8)
+        if len(head) < 8:
+            raise RuntimeError(f"the fabric process ended (exit {self.proc.wait()}); its error is above")
+        (size,) = struct.unpack("<Q", head)
+        return self.proc.stdout.read(size)
+
+
+class MMIO:
+    def __init__(self, words: int = 1 << 20):
+        self.array = np.zeros(words, dtype=np.uint32)
+        self.written = 0
+
+    def write_mm(self, offset, data):
+        w = np.frombuffer(bytes(data), dtype=np.uint32)
+        if offset % 4 or offset // 4 + len(w) > len(self.array):
+            raise RuntimeError(f"AXI-lite write of {len(w)} words at {offset:#x} outside the weight memory")
+        self.array[offset // 4:offset // 4 + len(w)] = w
+        self.written = max(self.written, offset // 4 + len(w))
+
+
+class WeightPort:
+    def __init__(self, words: int):
+        self.mmio, self.words = MMIO(), words
+
+
+class DMA:
+    def __init__(self, overlay, is_input):
+        self.overlay, self.is_input = overlay, is_input
+        self.regs = {AP_CTRL: AP_IDLE, ADDR_LO: 0, ADDR_HI: 0, COUNT: 0}
+
+    def read(self, offset):
+        return self.regs.get(offset, 0)
+
+    def write(self, offset, value):
+        self.regs[offset] = int(value)
+        if offset == AP_CTRL and value & AP_START:
+            self.regs[AP_CTRL] = 0
+            if self.is_input:
+                self.overlay._transfer(self)
+
+
+class Overlay:
+    """Programs the 'bitfile' (PACKAGE/bitfile/finn-accel.bit; it need not exist) of a deployment package."""
+
+    def __init__(self, bitfile_name, download=True, device=None, **kw):
+        self.package = Path(bitfile_name).resolve().parent.parent
+        io = json.loads((self.package / "settings.json").read_text())["driver_information"]["io_shape_dict"]
+        self.fabric = Fabric()
+        self.ip_dict = {}
+        for name in io.get("idma_names", ["idma0"]):
+            self._add(name, DMA(self, True))
+        for name in io.get("odma_names", ["odma0"]):
+            self.odma = self._add(name, DMA(self, False))
+        self.weight_ports = {}
+        for dat in sorted((self.package / "runtime_weights").glob("*.dat")):
+            name = f"StreamingDataflowPartition_{int(dat.name.split('_')[0])}"
+            self.weight_ports[name] = self._add(name, WeightPort(len(dat.read_text().split())))
+
+    def _add(self, name, ip):
+        setattr(self, name, ip)
+        self.ip_dict[name] = {}
+        return ip
+
+    def _transfer(self, idma):
+        short = [k for k, p in self.weight_ports.items() if p.mmio.written < p.words]
+        if short:  # URAM holds no weights after configuration: a board would compute garbage
+            raise RuntimeError(f"accelerator started before its runtime-writable weights were written: {short}")
+        n = idma.regs[COUNT]
+        src = _BUFFERS[idma.regs[ADDR_LO] | idma.regs[ADDR_HI] << 32]
+        dst = _BUFFERS[self.odma.regs[ADDR_LO] | self.odma.regs[ADDR_HI] << 32]
+        if n > src.shape[0] or n > dst.shape[0]:
+            raise RuntimeError(f"DMA transfer of {n} images exceeds the buffers ({src.shape[0]}, {dst.shape[0]})")
+        out = self.fabric.run(n, np.ascontiguousarray(src[:n]).tobytes())
+        dst[:n] = np.frombuffer(out, dtype=np.uint8).reshape(dst[:n].shape)
+        self.odma.regs[AP_CTRL] = AP_DONE | AP_IDLE

@@ -1,0 +1,93 @@
+"""A training run's folder (results/ID/run-TIMESTAMP/): params.yml, metrics.csv, checkpoints written
+atomically, and reading a run's config back."""
+from __future__ import annotations
+
+import csv
+import os
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import yaml
+
+from .config import ConfigError, TrainConfig
+
+METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds"]
+
+
+def save_atomic(obj, path: Path) -> None:
+    """torch.save to a temporary file, then rename: a kill never leaves a torn checkpoint."""
+    tmp = path.with_suffix(path.suffix + ".part")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".part")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def check_writable(folder: Path) -> None:
+    """Before any work, and writing nothing: the results folder, or the folder it would be made in, is a
+    writable directory."""
+    base = folder.resolve()
+    while not base.exists():
+        base = base.parent
+    why = ("is not a directory" if not base.is_dir() else
+           "is not writable" if not os.access(base, os.W_OK | os.X_OK) else None)
+    if why:
+        raise ConfigError(f"results: cannot write to {folder}: {base} {why}; give --results a writable folder")
+
+
+class Run:
+    """A run folder: results/ID/run-TIMESTAMP/ with params, metrics and checkpoints."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.metrics = directory / "metrics.csv"
+
+    @classmethod
+    def create(cls, cfg: TrainConfig, run_id: str) -> "Run":
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        d = Path(cfg.results) / run_id / f"run-{stamp}"
+        for k in range(2, 100):  # two runs started in the same second get their own folders
+            try:
+                d.mkdir(parents=True, exist_ok=False)
+                break
+            except FileExistsError:
+                d = Path(cfg.results) / run_id / f"run-{stamp}-{k}"
+        run = cls(d)
+        run.write_params(cfg)
+        with open(d / "metrics.csv", "w", newline="") as f:
+            csv.writer(f).writerow(METRICS)
+        return run
+
+    def write_params(self, cfg: TrainConfig) -> None:
+        write_text_atomic(self.dir / "params.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    def append_metrics(self, row: dict) -> None:
+        with open(self.metrics, "a", newline="") as f:
+            csv.writer(f).writerow([row[k] for k in METRICS])
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_metrics(self) -> list[dict]:
+        with open(self.metrics) as f:
+            return list(csv.DictReader(f))
+
+    def truncate_metrics(self, epochs: int) -> None:
+        """On resume, drop rows of epochs whose checkpoint was never written."""
+        rows = [r for r in self.read_metrics() if int(r["epoch"]) <= epochs]
+        with open(self.metrics, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(METRICS)
+            for r in rows:
+                w.writerow([r[k] for k in METRICS])
+
+
+def load_config_of(run_dir: Path) -> TrainConfig:
+    p = run_dir / "params.yml"
+    if not p.is_file():
+        raise ConfigError(f"{run_dir} is not a run folder (no params.yml)")
+    return TrainConfig.from_dict(yaml.safe_load(p.read_text()) or {}, str(p), validate=False)
