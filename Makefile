@@ -15,7 +15,7 @@ DATASET   := $(if $(filter vggnet7,$(MODEL)),cifar10,mnist)
 PRETRAINED = pretrained/$(MODEL)/$(PRECISION)
 BUILD_DIR  = build/$(MODEL)_$(PRECISION)_$(BOARD)
 
-.PHONY: help setup data train test test-fast bench build bitstream sim infer export clean
+.PHONY: help setup data train test test-fast study bench build bitstream sim infer export clean
 
 help:
 	@echo "make train MODEL=lenet5|vggnet7 PRECISION=binary|float|ternary|pynqz1 [EPOCHS=N] [ID=name]"
@@ -23,6 +23,7 @@ help:
 	@echo "make test                       the test suite (CI runs this)"
 	@echo "make test-fast                  the suite without the tests marked slow (-m 'not slow')"
 	@echo "make data                       download MNIST and CIFAR-10 into ./data (torchvision)"
+	@echo "make study [QUICK=1] [SPEC=lenet5] [CLUSTER=local:2|tcp://host:8786]   capacity study: accuracy vs LUT/FPS"
 	@echo "make bench                      training images/s in fp32 and bf16, epoch times (with CUDA: GPU epoch time)"
 	@echo "make build MODEL=lenet5 BOARD=Pynq-Z1      FINN build to HW code, verified stage by stage"
 	@echo "make build MODEL=vggnet7 BOARD=ZCU104|KV260, or MODEL=vggnet7 PRECISION=pynqz1 BOARD=Pynq-Z1"
@@ -50,6 +51,9 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" tests
+
+study: setup
+	$(PY) -m study configs/study/$(or $(SPEC),lenet5).yml $(if $(QUICK),--quick) $(if $(CLUSTER),--cluster $(CLUSTER))
 
 bench: setup
 	$(PY) -m training.bench

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -124,7 +125,8 @@ def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=pr
     def on_signal(signum, frame):
         stop["signal"] = signal.Signals(signum).name
 
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    main = threading.current_thread() is threading.main_thread()  # a worker thread (Dask) cannot take signals
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
     epoch, times = s.start_epoch, []
     current = epoch + 1  # the epoch in progress
     try:
