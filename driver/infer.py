@@ -42,11 +42,12 @@ def parser():
     p.add_argument("--backend", choices=["board", "sim", "emulated"], default="board",
                    help="board: the FPGA through pynq; sim: the build's dataflow graph in simulation; emulated: "
                         "the board code path on an emulated pynq backed by the simulator")
-    p.add_argument("--batch", type=int, default=100, help="images per accelerator call (DMA buffer size)")
+    p.add_argument("--batch", type=int, help="images per accelerator call, the DMA buffer size (board and emulated; "
+                                          "default 100)")
     p.add_argument("-n", "--images", type=int, default=0, help="first N test images; 0: all in the package")
     p.add_argument("--bitfile", type=Path, help="bitfile (default PACKAGE/bitfile/finn-accel.bit; .hwh beside it)")
-    p.add_argument("--sim-mode", default="python", choices=["python", "rtlsim"],
-                   help="simulation used by --backend sim / emulated")
+    p.add_argument("--sim-mode", choices=["python", "rtlsim"],
+                   help="simulation used by --backend sim / emulated (default python)")
     p.add_argument("--out", type=Path, help="JSON report (default PACKAGE/report_<backend>.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -171,6 +172,13 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     pkg = args.package.resolve()
     try:
+        if args.sim_mode and args.backend == "board":
+            raise InferError("--sim-mode chooses the simulation of --backend sim / emulated; on the board there is "
+                             "none: drop --sim-mode")
+        if args.batch is not None and args.backend == "sim":
+            raise InferError("--batch sizes the DMA buffers of the board and emulated backends; --backend sim runs "
+                             "without them: drop --batch")
+        args.sim_mode, args.batch = args.sim_mode or "python", args.batch if args.batch is not None else 100
         if args.batch <= 0:
             raise InferError(f"--batch must be positive, got {args.batch}")
         if args.images < 0:

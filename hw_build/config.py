@@ -56,6 +56,9 @@ class HwConfig:
             raise BuildError(f"--verify-images takes N >= 0 images or -1 (the whole test set), got {self.verify_images}")
         if self.mvau_wwidth_max <= 0:
             raise BuildError(f"--mvau-wwidth-max must be positive, got {self.mvau_wwidth_max}")
+        if self.folding and self.mvau_wwidth_max != 1024:
+            raise BuildError("--mvau-wwidth-max bounds automatic folding; --folding gives every layer's folding: "
+                             "drop one of them")
 
     def model_id(self, train_cfg) -> str:
         width = "" if train_cfg.width_scale == 1 else f"_w{train_cfg.width_scale:g}"

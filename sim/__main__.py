@@ -21,7 +21,7 @@ def parser():
     p.add_argument("-n", "--images", type=int, default=1000, help="first N test images; 0: the whole test set")
     p.add_argument("--data-dir", default="", help="dataset folder (default: the checkpoint's, then $BNN_DATA_DIR)")
     p.add_argument("--out", type=Path, help="report folder (default BUILD/sim)")
-    p.add_argument("--workers", type=int, default=2, help="processes for python mode")
+    p.add_argument("--workers", type=int, help="processes for python mode (default: 2)")
     return p
 
 
@@ -35,9 +35,12 @@ def _main(argv=None) -> int:
     from .run import SimError, simulate
     if args.images < 0:
         raise SimError(f"-n takes N >= 0 images (0: the whole test set), got {args.images}")
-    if args.workers < 1:
+    if args.workers is not None and args.mode != "python":
+        raise SimError(f"--workers sets the processes of python mode; --mode {args.mode} runs layer by layer in one: "
+                       f"drop --workers")
+    if args.workers is not None and args.workers < 1:
         raise SimError(f"--workers must be at least 1, got {args.workers}")
-    simulate(args.build, args.mode, args.images, args.data_dir, args.out, args.workers)
+    simulate(args.build, args.mode, args.images, args.data_dir, args.out, args.workers or 2)
     return 0
 
 

@@ -86,10 +86,14 @@ CASES = [
     (S, "--build {d}/empty_dir", 2, "empty_dir"),
     (S, "--build {d}/empty_dir -n -5", 2, "-n"),
     (S, "--build {d}/empty_dir --workers 0", 2, "--workers"),
+    (S, "--build {d}/empty_dir --mode rtlsim --workers 2", 2, "--workers"),
     (D, "--package {d}/missing", 2, "missing"),
     (D, "--package {d}/pkg --batch 0", 2, "--batch"),
     (D, "--package {d}/pkg -n -5", 2, "-n"),
     (D, "--package {d}/pkg --backend sim", 2, "does not fit"),
+    (D, "--package {d}/pkg --backend sim --batch 10", 2, "--batch"),
+    (D, "--package {d}/pkg --sim-mode rtlsim", 2, "--sim-mode"),
+    (H, "--model {d}/ok.pt --folding {d}/list.json --mvau-wwidth-max 64 --out {o}", 2, "--mvau-wwidth-max"),
 ]
 
 
