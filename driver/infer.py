@@ -95,7 +95,7 @@ def progress(total, enabled):
         return Bar()
 
 
-def open_accelerator(pkg: Path, settings: dict, bitfile: Path, batch: int, emulated: bool):
+def open_accelerator(pkg: Path, settings: dict, bitfile: Path, batch: int, emulated: bool, sim_mode: str = "python"):
     """driver/accel.py's Accelerator (numpy + pynq only); emulated: on the stand-in pynq of sim/pynq_standin,
     whose fabric is a simulator process in the project's environment."""
     if emulated:
@@ -105,7 +105,7 @@ def open_accelerator(pkg: Path, settings: dict, bitfile: Path, batch: int, emula
         sys.path.insert(0, str(root / "sim" / "pynq_standin"))
         info = json.loads((pkg / "package.json").read_text())
         os.environ["BNN_FABRIC"] = json.dumps({"argv": [sys.executable, "-m", "sim.fabric", info["build_dir"],
-                                                        "--mode", os.environ.get("BNN_EMULATED_SIM_MODE", "python")],
+                                                        "--mode", sim_mode],
                                                "cwd": str(root)})
     else:
         for f in (bitfile, bitfile.with_suffix(".hwh")):
@@ -190,11 +190,8 @@ def main(argv=None) -> int:
             if args.backend == "sim":
                 top1, total = run_sim(pkg, info, len(x), args.sim_mode, bar)
                 latency = None
-            else:
-                if args.backend == "emulated":
-                    os.environ["BNN_EMULATED_SIM_MODE"] = args.sim_mode
-                    sys.path.insert(0, str(HERE))
-                accel = open_accelerator(pkg, settings, bitfile, args.batch, args.backend == "emulated")
+            else:  # open_accelerator puts this folder on sys.path for accel.py
+                accel = open_accelerator(pkg, settings, bitfile, args.batch, args.backend == "emulated", args.sim_mode)
                 top1, total, latency = run_overlay(accel, x, args.batch, bar)
     except InferError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)

@@ -87,9 +87,7 @@ def add_arguments(p) -> None:
 
 
 def from_args(args) -> HwConfig:
-    hw = HwConfig(**{f.name: getattr(args, f.name) for f in fields(HwConfig)})
-    hw.validate()
-    return hw
+    return HwConfig(**{f.name: getattr(args, f.name) for f in fields(HwConfig)})  # build() validates it
 
 
 def precision_name(cfg) -> str:

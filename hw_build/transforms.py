@@ -112,7 +112,8 @@ class SplitThresholdsForRtlMVAU(Transformation):
             thr = np.ceil(model.get_initializer(node.input[2])).astype(np.float32)
             thr_name, acc = node.input[2], model.make_new_valueinfo_name()
             model.set_initializer(thr_name, thr)
-            model.set_tensor_datatype(thr_name, DataType.get_smallest_possible(min(thr.min(), -1)))
+            span = max(abs(float(thr.min())), abs(float(thr.max())))
+            model.set_tensor_datatype(thr_name, DataType.get_smallest_possible(-span - 1))  # signed, both ends
             out = node.output[0]
             model.set_tensor_shape(acc, model.get_tensor_shape(out))
             model.set_tensor_datatype(acc, acc_dt)

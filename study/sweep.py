@@ -56,7 +56,6 @@ def run_point(task: dict) -> dict:
 def _run_point(task: dict) -> dict:
     from training import compat  # noqa: F401
     from training.config import TrainConfig
-    from training.errors import UserError
     from training.train import train
     d = Path(task["dir"])
     d.mkdir(parents=True, exist_ok=True)
@@ -74,14 +73,15 @@ def _run_point(task: dict) -> dict:
     for fps in task["fps"]:
         bj = d / f"build_{fps}.json"
         if not bj.is_file():
-            _write_json(bj, _build(task, Path(trained["run"]), fps, d / f"build_{fps}", quiet, UserError))
+            _write_json(bj, _build(task, Path(trained["run"]), fps, d / f"build_{fps}", quiet))
         builds[fps] = json.loads(bj.read_text())
     return {"name": task["name"], "key": task["key"], "test_acc": trained["test_acc"],
             "train_s": trained["train_s"], "builds": builds}
 
 
-def _build(task, run: Path, fps: int, out: Path, log, UserError) -> dict:
+def _build(task, run: Path, fps: int, out: Path, log) -> dict:
     from hw_build.build_folder import BuildFolder
+    from training.errors import UserError
     from hw_build.errors import DoesNotFit
     from hw_build.flow import HwConfig, build
     t0 = time.time()

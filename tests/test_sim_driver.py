@@ -240,3 +240,19 @@ def test_uram_weights_are_written_at_start_by_the_driver(tmp_path):
     assert port.mmio.written == 0  # a fresh board: no weights yet, and it refuses to compute
     with pytest.raises(RuntimeError, match="before its runtime-writable weights were written"):
         board.idma0.write(0x00, 1)
+
+
+def test_driver_refuses_a_package_without_its_runtime_weights(tmp_path, monkeypatch):
+    """accel.py: an accelerator with runtime-writable weights and no weight files is refused by name."""
+    sys.path.insert(0, str(ROOT / "sim" / "pynq_standin"))
+    sys.path.insert(0, str(ROOT / "driver"))
+    import accel
+    io = {"idt": ["DataType['UINT8']"], "odt": ["DataType['UINT8']"], "ishape_normal": [[1, 4]],
+          "ishape_folded": [[1, 1, 4]], "ishape_packed": [[1, 1, 4]], "oshape_normal": [[1, 1]],
+          "oshape_folded": [[1, 1, 1]], "oshape_packed": [[1, 1, 1]]}
+    settings = {"runtime_weights": True, "io_shape_dict": io}
+    (tmp_path / "bitfile").mkdir()
+    (tmp_path / "settings.json").write_text(json.dumps({"driver_information": settings}))
+    monkeypatch.setenv("BNN_FABRIC", json.dumps({"argv": [sys.executable, "-c", "pass"]}))  # never reached
+    with pytest.raises(accel.AccelError, match="runtime-writable weights but .* holds no .dat files"):
+        accel.Accelerator(tmp_path / "bitfile" / "finn-accel.bit", settings, tmp_path / "runtime_weights")
