@@ -24,7 +24,8 @@ help:
 	@echo "make test-fast                  the suite without the tests marked slow (-m 'not slow')"
 	@echo "make data                       download MNIST and CIFAR-10 into ./data (torchvision)"
 	@echo "make study [QUICK=1] [SPEC=lenet5] [CLUSTER=local:2|tcp://host:8786]   capacity study: accuracy vs LUT/FPS"
-	@echo "make bench                      training images/s in fp32 and bf16, epoch times (with CUDA: GPU epoch time)"
+	@echo "make bench                      training images/s in fp32 and bf16, epoch times (with CUDA: GPU epoch time);"
+	@echo "                                 STUDY_REPO=DIR: also side by side with the study's own code (one thread, batch 50)"
 	@echo "make build MODEL=lenet5 BOARD=Pynq-Z1      FINN build to HW code, verified stage by stage"
 	@echo "make build MODEL=vggnet7 BOARD=ZCU104|KV260, or MODEL=vggnet7 PRECISION=pynqz1 BOARD=Pynq-Z1"
 	@echo "make bitstream MODEL=lenet5 BOARD=Pynq-Z1  the same, on to bitfile + deployment package (Vivado)"
@@ -57,6 +58,8 @@ study: setup
 
 bench: setup
 	$(PY) -m training.bench
+	@if [ -n "$(STUDY_REPO)" ]; then $(PY) -m training.bench_study --study-repo $(STUDY_REPO); \
+	else echo "side by side with the study's code: make bench STUDY_REPO=<checkout of RWTH-IDS/efficient-binary-neural-networks>"; fi
 
 build: setup
 	$(PY) -m hw_build --model $(PRETRAINED) --board $(BOARD) --out $(BUILD_DIR)

@@ -38,18 +38,18 @@ class BinaryPadToNHWC(Transformation):
 
     The model pads binary activations with -1 (nn.ConstantPad2d, NCHW). After streamlining, FINN
     has converted those activations to the {0, 1} encoding of XNOR-popcount layers but leaves the Pad
-    writing -1, and in NCHW between two Transposes. In the encoding, -1 is 0: the Pad becomes an
-    NHWC Pad with constant 0 on axes (1, 2), the form InferFMPadding takes, and the Transposes go.
+    writing -1, in NCHW before a Transpose to NHWC (and after one from NHWC, except where it pads the
+    binarized input image). In the encoding, -1 is 0: the Pad becomes an NHWC Pad with constant 0 on
+    axes (1, 2), the form InferFMPadding takes; the Transposes around it go, or, with none before it,
+    one moves in front of it.
     """
 
     def apply(self, model):
-        from onnx import helper
         for node in model.graph.node:
             if node.op_type != "Pad" or len(node.input) < 3:
                 continue
             pre, post = model.find_producer(node.input[0]), model.find_consumers(node.output[0])
-            if (pre is None or pre.op_type != "Transpose" or not post or len(post) != 1
-                    or post[0].op_type != "Transpose" or _perm(pre) != [0, 3, 1, 2] or _perm(post[0]) != [0, 2, 3, 1]):
+            if not post or len(post) != 1 or post[0].op_type != "Transpose" or _perm(post[0]) != [0, 2, 3, 1]:
                 continue
             dt, value = model.get_tensor_datatype(node.input[0]), float(model.get_initializer(node.input[2]))
             if not ((dt == DataType["BINARY"] and value == -1.0) or (dt != DataType["BINARY"] and value == 0.0)):
@@ -57,21 +57,35 @@ class BinaryPadToNHWC(Transformation):
             pads = [int(p) for p in model.get_initializer(node.input[1])]  # NCHW begins then ends
             if pads[0] or pads[1] or pads[4] or pads[5]:
                 continue
-            nhwc_pads = [pads[2], pads[3], pads[6], pads[7]]
-            names = [model.make_new_valueinfo_name() for _ in range(3)]
-            model.set_initializer(names[0], np.array(nhwc_pads, dtype=np.int64))
-            model.set_initializer(names[1], np.array(0.0, dtype=np.float32))
-            model.set_initializer(names[2], np.array([1, 2], dtype=np.int64))
-            new = helper.make_node("Pad", [pre.input[0], *names], [post[0].output[0]], mode="constant",
-                                   name=node.name + "_nhwc")
-            idx = list(model.graph.node).index(pre)
-            for n in (post[0], node, pre):
-                model.graph.node.remove(n)
-            model.graph.node.insert(idx, new)
+            _replace_with_nhwc_pad(model, node, pre, post[0], [pads[2], pads[3], pads[6], pads[7]])
             from qonnx.transformation.infer_shapes import InferShapes
             from qonnx.transformation.infer_datatypes import InferDataTypes
             return model.transform(InferShapes()).transform(InferDataTypes()), True
         return model, False
+
+
+def _replace_with_nhwc_pad(model, pad, pre, post, nhwc_pads):
+    from onnx import helper
+    names = [model.make_new_valueinfo_name() for _ in range(3)]
+    model.set_initializer(names[0], np.array(nhwc_pads, dtype=np.int64))
+    model.set_initializer(names[1], np.array(0.0, dtype=np.float32))
+    model.set_initializer(names[2], np.array([1, 2], dtype=np.int64))
+    idx = list(model.graph.node).index(pad)
+    if pre is not None and pre.op_type == "Transpose" and _perm(pre) == [0, 3, 1, 2] \
+            and len(model.find_consumers(pre.output[0])) == 1:
+        nodes = [helper.make_node("Pad", [pre.input[0], *names], [post.output[0]], mode="constant",
+                                  name=pad.name + "_nhwc")]
+        idx, gone = list(model.graph.node).index(pre), (post, pad, pre)
+    else:  # NCHW data (the binarized input image): transpose first, then pad
+        nhwc = model.make_new_valueinfo_name()
+        nodes = [helper.make_node("Transpose", [pad.input[0]], [nhwc], perm=[0, 2, 3, 1], name=pad.name + "_to_nhwc"),
+                 helper.make_node("Pad", [nhwc, *names], [post.output[0]], mode="constant", name=pad.name + "_nhwc")]
+        model.set_tensor_datatype(nhwc, model.get_tensor_datatype(pad.input[0]))
+        gone = (post, pad)
+    for n in gone:
+        model.graph.node.remove(n)
+    for n in reversed(nodes):
+        model.graph.node.insert(idx, n)
 
 
 def _perm(node):

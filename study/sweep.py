@@ -19,7 +19,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from .spec import Spec
+import yaml
+
+from .spec import ROOT, Spec
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -34,6 +36,9 @@ def tasks(spec: Spec, out: Path, data_dir: str) -> list[dict]:
     for name in spec.points:
         cfg = spec.point_config(name).to_dict()
         cfg.update(data_dir=data_dir, threads=1)  # one core per point: the pool gives the parallelism
+        for k in ("distill_from", "init_from"):  # spec paths are relative to the repository root
+            if cfg[k] and not Path(cfg[k]).is_absolute():
+                cfg[k] = str(ROOT / cfg[k])
         res.append({"name": name, "key": spec.key(name), "config": cfg, "dir": str(out / "points" / spec.key(name)),
                     "board": spec.board, "fps": [int(f) for f in spec.fps], "verify_images": spec.verify_images,
                     "specialize": spec.specialize, "max_utilization": spec.max_utilization,
@@ -66,8 +71,9 @@ def _run_point(task: dict) -> dict:
         cfg = TrainConfig.from_dict({**task["config"], "results": str(d)}, f"study point {task['name']}")
         run = train(cfg, run_id="train", log=quiet)
         acc = float((run / "test_accuracy.txt").read_text().split()[0])
+        ran = yaml.safe_load((run / "params.yml").read_text())  # 'auto' precision as resolved on the worker
         _write_json(tj, {"run": str(run), "test_acc": acc, "train_s": round(time.time() - t0, 1),
-                         "config": task["config"]})
+                         "amp": ran.get("amp"), "compile": ran.get("compile"), "config": task["config"]})
     trained = json.loads(tj.read_text())
     builds = {}
     for fps in task["fps"]:

@@ -163,6 +163,19 @@ def test_vggnet7_minus_one_padding_streamlines_exactly(tmp_path):
     assert len(m.get_nodes_by_op_type("FMPadding")) == 5 and not m.get_nodes_by_op_type("Pad")
 
 
+def test_binarized_input_padding_streamlines_exactly(tmp_path):
+    """BinaryPadToNHWC on LeNet5 with a binarized input: its first Pad sits on the thresholded image, in NCHW
+    with no Transpose before it (the study sweep's binary_input point failed verification here)."""
+    ck = _init_checkpoint(tmp_path / "bin_in.pt", binarize_input=True, width_scale=0.25)
+    ctx = build(HwConfig(checkpoint=ck, out=tmp_path / "o", verify_images=20, target_fps=1000, data_dir=str(DATA),
+                         stop_after="convert_to_hw"), log=lambda *a: None)
+    assert [r.stage for r in ctx.verifier.results][-1] == "convert_to_hw"
+    assert all(r.ok and r.top1_agree == 20 for r in ctx.verifier.results)
+    from qonnx.core.modelwrapper import ModelWrapper
+    m = ModelWrapper(str(BuildFolder(tmp_path / "o").last_stage("convert_to_hw")))
+    assert len(m.get_nodes_by_op_type("FMPadding")) == 1 and not m.get_nodes_by_op_type("Pad")
+
+
 def test_folding_file_of_another_model_and_bad_stop_step(tiny_run, tmp_path):
     with pytest.raises(BuildError, match="does not match this model"):
         build(HwConfig(checkpoint=tiny_run, out=tmp_path / "a", verify_images=0, data_dir=str(DATA),

@@ -144,6 +144,28 @@ def test_compiled_training_matches_eager_metrics_closely(tmp_path):
     assert abs(float(rows["on"]["val_acc"]) - float(rows["off"]["val_acc"])) < 3.0
 
 
+def test_auto_precision_and_compile_resolve_per_machine_and_run(monkeypatch, tiny_run):
+    """amp/compile 'auto': bf16 only where the CPU computes it natively, compile only where a run is long enough
+    to earn its compile time back (and not for fp32 VGGNet7 on the CPU); params.yml records what ran."""
+    import yaml
+    from training import train as t
+    from training.config import TrainConfig
+    cpu = torch.device("cpu")
+    lenet, vgg = TrainConfig(epochs=40, batch_size=100), TrainConfig(model="vggnet7", dataset="cifar10", epochs=40)
+    monkeypatch.setattr(t, "cpu_has_native_bf16", lambda: False)
+    assert (t.resolve_speed(lenet, cpu, 50_000).amp, t.resolve_speed(lenet, cpu, 50_000).compile) == ("none", "on")
+    assert t.resolve_speed(lenet, cpu, 3_000).compile == "off"  # 1,200 steps: compiling would not pay
+    assert t.resolve_speed(vgg, cpu, 45_000).compile == "off"  # fp32 VGGNet7: measured no faster compiled
+    monkeypatch.setattr(t, "cpu_has_native_bf16", lambda: True)
+    assert (t.resolve_speed(vgg, cpu, 45_000).amp, t.resolve_speed(vgg, cpu, 45_000).compile) == ("bf16", "on")
+    assert (t.resolve_speed(lenet, torch.device("cuda"), 100).amp,
+            t.resolve_speed(lenet, torch.device("cuda"), 100).compile) == ("bf16", "on")
+    fixed = TrainConfig(amp="none", compile="off", epochs=40)
+    assert t.resolve_speed(fixed, cpu, 50_000) == fixed  # what the user set stays
+    params = yaml.safe_load((tiny_run / "params.yml").read_text())
+    assert params["amp"] in ("none", "bf16") and params["compile"] == "off"
+
+
 def test_checkpoint_every_resumes_from_the_last_written_epoch(tmp_path):
     cfg = tiny_config(epochs=4, train_limit=500, checkpoint_every=2, results=str(tmp_path))
     with pytest.raises(Interrupted):

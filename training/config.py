@@ -25,7 +25,7 @@ CHOICES = {
     "layer_order": ("CBAP", "CPBA"),
     "padding": ("minus_one", "replicate"),
     "ste": ("bnn", "vanilla"),
-    "amp": ("none", "bf16", "fp16"),
+    "amp": ("auto", "none", "bf16", "fp16"),
     "device": ("auto", "cpu", "cuda"),
     "compile": ("auto", "on", "off"),
 }
@@ -90,10 +90,14 @@ class TrainConfig:
     results: str = _opt("results", "folder for run outputs: RESULTS/ID/run-TIMESTAMP/")
     # speed
     device: str = _opt("auto", "auto (cuda when present), cpu or cuda")
-    amp: str = _opt("none", "mixed precision autocast: none, bf16 (CPU with AMX, GPU) or fp16 (GPU)")
+    amp: str = _opt("auto", "mixed precision autocast: auto (bf16 on a GPU and on CPUs that compute bf16 natively, "
+                            "AVX512-BF16 or AMX; none elsewhere, where bf16 was 7-13x slower), none, bf16, or "
+                            "fp16 (GPU). params.yml records what ran")
     channels_last: bool = _opt(False, "channels_last memory format for convolutions")
     compile: str = _opt("auto", "torch.compile the training forward (fuses the quantizers' element-wise work): "
-                                "auto = on for cuda, off on the CPU (measured no faster for VGGNet7 there)")
+                                "auto = on for cuda; on the CPU on for runs of 2,000 steps or more (compiling "
+                                "takes ~1 min), except VGGNet7 in fp32 (measured no faster). params.yml records "
+                                "what ran")
     threads: int = _opt(0, "torch CPU threads (0: torch's default)")
     time_budget: float = _opt(0.0, "seconds for the whole run: after 3 timed epochs, epochs becomes what fits "
                                    "(at most the epochs asked) and the cosine schedule is stretched to it; 0: off")
