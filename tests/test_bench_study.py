@@ -56,8 +56,13 @@ def test_bench_study_times_both_sides_on_the_same_batches(tmp_path):
     assert "Train-Loss" not in r.stdout  # the study's per-step progress line is timed, not shown
 
 
-def test_bench_study_refuses_a_folder_that_is_not_the_study(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "training.bench_study", "--study-repo", str(tmp_path)],
+@pytest.mark.parametrize("extra, message", [
+    ([], "not a checkout of RWTH-IDS/efficient-binary-neural-networks"),
+    (["--modes", "fp8"], "--modes: unknown mode 'fp8'"),
+    (["--models", "resnet"], "--models: 'resnet'"),
+])
+def test_bench_study_refuses_bad_input_in_one_line(tmp_path, extra, message):
+    r = subprocess.run([sys.executable, "-m", "training.bench_study", "--study-repo", str(tmp_path), *extra],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "not a checkout of RWTH-IDS/efficient-binary-neural-networks" in r.stderr
-    assert "Traceback" not in r.stderr
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert len([ln for ln in r.stderr.splitlines() if ln.startswith("error:")]) == 1

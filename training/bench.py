@@ -27,31 +27,42 @@ MODES = {"fp32": dict(amp="none", channels_last=False),
          "bf16+channels_last": dict(amp="bf16", channels_last=True)}  # (channels_last + compile: inductor fails)
 
 
-def images_per_s(model_name: str, mode: dict, batch: int, steps: int, threads: int) -> float:
-    dataset = "mnist" if model_name == "lenet5" else "cifar10"
-    cfg = TrainConfig(model=model_name, dataset=dataset, batch_size=batch, threads=threads, **mode)
-    torch.set_num_threads(threads)
-    s = make_splits(dataset, train_limit=batch * (steps + 2), test_limit=1)
-    torch._dynamo.reset()  # each setting compiles afresh
+def prepared_batches(dataset: str, batch: int, n: int) -> list:
+    """n training batches as the loop sees them, built before timing (data preparation is not timed)."""
+    s = make_splits(dataset, train_limit=batch * n, test_limit=1)
+    return list(batches(s.x_train, s.y_train, batch))
+
+
+def time_steps(cfg: TrainConfig, data: list, warmup: int = 2) -> float:
+    """Images/s of training/train.py's step (autocast forward, loss, backward, optimizer step; loss summed on
+    the device) over prepared batches, after warm-up steps (which include compiling)."""
+    torch._dynamo.reset()  # each setting compiles afresh (the Block code object is shared between models)
+    torch.manual_seed(0)
     model = build_model(cfg)
-    net = torch.compile(model) if cfg.compile == "on" else model
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(cfg, model)
-    data = list(batches(s.x_train, s.y_train, batch))
-    device = torch.device("cpu")
-    t0 = None
+    net = torch.compile(model) if cfg.compile == "on" else model
+    opt, device, loss_sum = make_optimizer(cfg, model), torch.device("cpu"), torch.zeros(())
     for i, (xb, yb) in enumerate(data):
-        if i == 2:
-            t0 = time.time()  # two warm-up steps
+        if i == warmup:
+            t0 = time.perf_counter()
         if cfg.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with autocast(cfg, device):
             loss = loss_fn(cfg, net(xb).float(), yb)
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return batch * (len(data) - 2) / (time.time() - t0)
+        loss_sum += loss.detach() * len(xb)
+    loss_sum.item()
+    return sum(len(y) for _, y in data[warmup:]) / (time.perf_counter() - t0)
+
+
+def images_per_s(model_name: str, mode: dict, batch: int, steps: int, threads: int) -> float:
+    dataset = "mnist" if model_name == "lenet5" else "cifar10"
+    cfg = TrainConfig(model=model_name, dataset=dataset, batch_size=batch, threads=threads, **mode)
+    torch.set_num_threads(threads)
+    return time_steps(cfg, prepared_batches(dataset, batch, steps + 2))
 
 
 def accuracy_check(amp: str, threads: int) -> float:

@@ -24,21 +24,14 @@ import yaml
 
 from . import compat  # noqa: F401
 from .config import TrainConfig
-from .data import batches, make_splits
+from .bench import prepared_batches, time_steps
 from .errors import UserError, cli
-from .models import build_model
-from .train import autocast, cpu_has_native_bf16, loss_fn, make_optimizer
+from .train import cpu_has_native_bf16
 
 STUDY = {  # model -> (study preset, dataset, our optimizer/loss settings that match it)
     "lenet5": ("config/binary_mnist.yml", "mnist", dict(optimizer="sgd", lr=0.01, momentum=0.99, loss="sqr_hinge")),
     "vggnet7": ("config/binary_cifar10.yml", "cifar10", dict(optimizer="adam", lr=1e-3, loss="cross_entropy")),
 }
-
-
-def prepared_batches(model_name: str, batch: int, n: int) -> list:
-    dataset = STUDY[model_name][1]
-    s = make_splits(dataset, train_limit=batch * n, test_limit=1)
-    return list(batches(s.x_train, s.y_train, batch))
 
 
 def _installed(name: str) -> bool:
@@ -96,28 +89,11 @@ def study_images_per_s(study, repo: Path, model_name: str, data: list, warmup: i
     return sum(len(y) for _, y in loader[warmup:]) / seconds
 
 
-def our_images_per_s(model_name: str, data: list, amp: str, compile: bool, warmup: int = 2) -> float:
+def our_images_per_s(model_name: str, data: list, amp: str, compile: bool) -> float:
     _, dataset, opt_kw = STUDY[model_name]
-    cfg = TrainConfig(model=model_name, dataset=dataset, batch_size=len(data[0][1]), amp=amp, **opt_kw)
-    torch.manual_seed(0)
-    torch._dynamo.reset()  # each model compiles afresh (the Block code object is shared between models)
-    model = build_model(cfg)
-    net = torch.compile(model) if compile else model
-    opt = make_optimizer(cfg, model)
-    device = torch.device("cpu")
-    loss_sum = torch.zeros(())
-    for i, (xb, yb) in enumerate(data):
-        if i == warmup:
-            t0 = time.perf_counter()
-        with autocast(cfg, device):  # the step of training/train.py's _train_epoch
-            out = net(xb)
-            loss = loss_fn(cfg, out.float(), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += loss.detach() * len(xb)
-    loss_sum.item()
-    return sum(len(y) for _, y in data[warmup:]) / (time.perf_counter() - t0)
+    cfg = TrainConfig(model=model_name, dataset=dataset, batch_size=len(data[0][1]), amp=amp,
+                      compile="on" if compile else "off", **opt_kw)
+    return time_steps(cfg, data)
 
 
 MODES = {"fp32": ("none", False), "fp32+compile": ("none", True), "bf16": ("bf16", False),
@@ -157,7 +133,7 @@ def main(argv=None) -> int:
     rows = []
     for model_name in args.models.split(","):
         steps = args.steps if model_name == "lenet5" else max(4, args.steps // 6)
-        data = prepared_batches(model_name, args.batch, steps + 2)
+        data = prepared_batches(STUDY[model_name][1], args.batch, steps + 2)
         ref = study_images_per_s(study, args.study_repo.resolve(), model_name, data)
         print(f"{model_name:8s} study's code          {ref:8.1f} images/s", flush=True)
         rows.append({"model": model_name, "side": "study", "mode": "fp32", "images_per_s": round(ref, 1)})
