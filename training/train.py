@@ -221,15 +221,11 @@ def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
             run = Run.create(cfg, run_id or f"{cfg.model}_{'binary' if cfg.binarize else 'float'}")
             save_atomic({"model": model.state_dict(), "config": cfg.to_dict()}, run.dir / "init.pt")
             log(f"run folder: {run.dir}")
-    if use_compile(cfg, device):
+    if cfg.compile == "on":  # resolved above: 'auto' is gone
         net = torch.compile(net)  # the training forward only; evaluation runs the module as it is
     return _State(cfg=cfg, device=device, splits=splits, model=model, net=net, rank=rank, world=world, opt=opt,
                   sched=sched, gen=gen, run=run, start_epoch=start_epoch, best_acc=best_acc, log=log,
                   teacher=teacher)
-
-
-def use_compile(cfg: TrainConfig, device: torch.device) -> bool:
-    return cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
 
 
 def cpu_has_native_bf16() -> bool:
