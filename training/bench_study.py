@@ -5,7 +5,8 @@ checkout with --study-repo. Both sides run on the same thread count and the same
 (data preparation excluded), with the study's optimizer and loss: LeNet5 SGD lr 0.01 momentum 0.99
 with the squared hinge loss, VGGNet7 Adam lr 1e-3 with cross-entropy. The study's side is its own
 train() function of main.py over a list of batches (its latent-weight copy and clamp, its per-step
-.item() and progress bar included); ours is the training step of training/train.py in each mode.
+.item() and progress line included; its progress bar a no-op where that package is absent); ours is the
+training step of training/train.py in each mode.
 """
 from __future__ import annotations
 
