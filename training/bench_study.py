@@ -25,8 +25,9 @@ import yaml
 
 from . import compat  # noqa: F401
 from .config import TrainConfig
-from .bench import prepared_batches, time_steps
+from .bench import MODES as BENCH_MODES, native_modes, prepared_batches, time_steps
 from .errors import UserError, cli
+from .publish import this_machine
 from .train import cpu_has_native_bf16
 
 STUDY = {  # model -> (study preset, dataset, our optimizer/loss settings that match it)
@@ -90,26 +91,21 @@ def study_images_per_s(study, repo: Path, model_name: str, data: list, warmup: i
     return sum(len(y) for _, y in loader[warmup:]) / seconds
 
 
-def our_images_per_s(model_name: str, data: list, amp: str, compile: bool) -> float:
+def our_images_per_s(model_name: str, data: list, mode: dict) -> float:
     _, dataset, opt_kw = STUDY[model_name]
-    cfg = TrainConfig(model=model_name, dataset=dataset, batch_size=len(data[0][1]), amp=amp,
-                      compile="on" if compile else "off", **opt_kw)
+    cfg = TrainConfig(model=model_name, dataset=dataset, batch_size=len(data[0][1]), **mode, **opt_kw)
     return time_steps(cfg, data)
 
 
-MODES = {"fp32": ("none", False), "fp32+compile": ("none", True), "bf16": ("bf16", False),
-         "bf16+compile": ("bf16", True)}
+MODES = {k: v for k, v in BENCH_MODES.items() if not v["channels_last"]}  # make bench's, the study's layout
 
 
-def modes(names: str) -> list:
-    """Our modes to time on this CPU: bf16 only where it is native (emulated it was 7-13x slower)."""
-    out = []
-    for name in names.split(","):
-        if name not in MODES:
-            raise UserError(f"--modes: unknown mode {name!r}; known: {', '.join(MODES)}")
-        if MODES[name][0] != "bf16" or cpu_has_native_bf16():
-            out.append((name, *MODES[name]))
-    return out
+def modes(names: str) -> dict:
+    """Our modes to time, by name; bf16 ones only where the CPU computes bf16 natively."""
+    unknown = [n for n in names.split(",") if n not in MODES]
+    if unknown:
+        raise UserError(f"--modes: unknown mode {unknown[0]!r}; known: {', '.join(MODES)}")
+    return native_modes({n: MODES[n] for n in names.split(",")})
 
 
 def main(argv=None) -> int:
@@ -128,22 +124,21 @@ def main(argv=None) -> int:
     if set(args.models.split(",")) - set(STUDY):
         raise UserError(f"--models: {args.models!r}; known: {', '.join(STUDY)}")
     torch.set_num_threads(args.threads)
-    study = load_study(args.study_repo.resolve())
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "unknown CPU")
+    repo = args.study_repo.resolve()
+    study = load_study(repo)
     rows = []
     for model_name in args.models.split(","):
         steps = args.steps if model_name == "lenet5" else max(4, args.steps // 6)
         data = prepared_batches(STUDY[model_name][1], args.batch, steps + 2)
-        ref = study_images_per_s(study, args.study_repo.resolve(), model_name, data)
+        ref = study_images_per_s(study, repo, model_name, data)
         print(f"{model_name:8s} study's code          {ref:8.1f} images/s", flush=True)
         rows.append({"model": model_name, "side": "study", "mode": "fp32", "images_per_s": round(ref, 1)})
-        for name, amp, comp in our_modes:
-            ips = our_images_per_s(model_name, data, amp, comp)
+        for name, mode in our_modes.items():
+            ips = our_images_per_s(model_name, data, mode)
             print(f"{model_name:8s} ours {name:16s} {ips:8.1f} images/s  {ips / ref:5.2f}x the study's", flush=True)
             rows.append({"model": model_name, "side": "ours", "mode": name, "images_per_s": round(ips, 1),
                          "vs_study": round(ips / ref, 2)})
-    result = {"cpu": cpu, "bf16_native": cpu_has_native_bf16(), "threads": args.threads, "batch": args.batch, "rows": rows}
+    result = {"cpu": this_machine(), "bf16_native": cpu_has_native_bf16(), "threads": args.threads, "batch": args.batch, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

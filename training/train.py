@@ -242,8 +242,8 @@ COMPILE_MIN_STEPS = 2000  # compiling costs ~1 min on the CPU; shorter runs woul
 
 def resolve_speed(cfg: TrainConfig, device: torch.device, n_train: int) -> TrainConfig:
     """'auto' precision and compilation made concrete for this machine and run (recorded in params.yml).
-    Measured on one AMD EPYC core (python -m training.bench_study): LeNet5 bf16+compile 1.9-2.2x fp32 eager,
-    VGGNet7 1.9x; VGGNet7 fp32+compile 0.97x."""
+    Measured on one AMD EPYC core (python -m training.bench_study): bf16+compile 2.3x our fp32 eager for LeNet5
+    and 2.0x for VGGNet7; VGGNet7 fp32+compile 0.99x."""
     amp, comp = cfg.amp, cfg.compile
     if amp == "auto":
         amp = "bf16" if device.type == "cuda" or cpu_has_native_bf16() else "none"
