@@ -32,8 +32,8 @@ class HwConfig:
                 "counted (layers, data-width converters, FIFOs, shell allowance)"})
     clock_ns: float = field(default=10.0, metadata={"metavar": "NS", "help": "clock period in ns (10 = 100 MHz)"})
     out: Path | None = field(default=None, metadata={"metavar": "DIR", "help": "output folder (default build/<model>_<precision>_<board>)"})
-    verify_images: int = field(default=100, metadata={"metavar": "N", 
-        "help": "test images compared with the Brevitas model after each stage; -1: whole test set, 0: none"})
+    verify_images: int = field(default=-1, metadata={"metavar": "N", 
+        "help": "test images compared with the Brevitas model after each stage (batched exact execution, 'python' mode of sim); -1: the whole test set, 0: none"})
     bitstream: bool = field(default=False, metadata={
         "help": "go on to the bitfile and deployment package (needs vitis_hls and vivado in PATH)"})
     data_dir: str = field(default="", metadata={"metavar": "DIR", 

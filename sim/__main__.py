@@ -14,14 +14,18 @@ def parser():
         description="Run test images through a hardware build's folded dataflow graph without hardware and "
                     "compare with the Brevitas model. Writes BUILD/sim/report_<mode>.json.")
     p.add_argument("--build", type=Path, required=True, help="output folder of 'python -m hw_build'")
-    p.add_argument("--mode", default="auto", choices=["python", "rtlsim", "cppsim", "auto"],
-                   help="python: FINN's Python model of every layer; rtlsim: RTL layers in Verilator with random "
-                        "stalls, HLS layers in Python (mixed); cppsim: HLS layers from FINN's C++ (needs "
-                        "finn-hlslib and Vitis HLS); auto: the most faithful available per layer")
+    p.add_argument("--mode", default="auto", choices=["python", "finn", "rtlsim", "cppsim", "auto"],
+                   help="python: every layer's function, exact, on whole batches (bit-exact with FINN's Python "
+                        "model of each layer); finn: FINN's own execute_onnx image by image (the reference; "
+                        "20-70x slower); rtlsim: RTL layers in Verilator with random stalls, the others in python "
+                        "(mixed); cppsim: HLS layers from FINN's C++ (needs finn-hlslib; the hls4ml headers stand "
+                        "in for Vitis HLS's); auto: the most faithful available per layer")
     p.add_argument("-n", "--images", type=int, default=1000, help="first N test images; 0: the whole test set")
     p.add_argument("--data-dir", default="", help="dataset folder (default: the checkpoint's, then $BNN_DATA_DIR)")
     p.add_argument("--out", type=Path, help="report folder (default BUILD/sim)")
-    p.add_argument("--workers", type=int, help="processes for python mode (default: 2)")
+    p.add_argument("--workers", type=int, help="processes for finn mode (default: 2)")
+    p.add_argument("--batch-size", type=int, help="images per batch of the python mode, which bounds its memory "
+                                                  "(default: sized to about 512 MiB of layer tensors)")
     return p
 
 
@@ -35,12 +39,15 @@ def _main(argv=None) -> int:
     from .run import SimError, simulate
     if args.images < 0:
         raise SimError(f"-n takes N >= 0 images (0: the whole test set), got {args.images}")
-    if args.workers is not None and args.mode != "python":
-        raise SimError(f"--workers sets the processes of python mode; --mode {args.mode} runs layer by layer in one: "
-                       f"drop --workers")
+    if args.workers is not None and args.mode != "finn":
+        raise SimError(f"--workers sets the processes of finn mode; --mode {args.mode} runs in one: drop --workers")
+    if args.batch_size is not None and args.mode == "finn":
+        raise SimError("--batch-size sizes the batches of the python mode; --mode finn runs image by image: "
+                       "drop --batch-size")
     if args.workers is not None and args.workers < 1:
         raise SimError(f"--workers must be at least 1, got {args.workers}")
-    simulate(args.build, args.mode, args.images, args.data_dir, args.out, args.workers or 2)
+    simulate(args.build, args.mode, args.images, args.data_dir, args.out, args.workers or 2,
+             batch_size=args.batch_size)
     return 0
 
 

@@ -1,9 +1,12 @@
 """Test-set inference of a hardware build's folded dataflow graph, without hardware.
 
-python: FINN's Python model of every layer, whole graph per image (fast; spread over processes).
+python: every layer's function computed exactly on whole batches of images (hw_build/batched.py), bit for
+        bit what FINN's Python model of the layer computes (tested node by node).
+finn:   FINN's own Python execution (execute_onnx), image by image: the reference python mode is tested
+        against; about 20-70x slower (spread over --workers processes).
 rtlsim: every RTL-specialized layer runs as RTL in Verilator (random stalls on), the HLS-only layers
-        in FINN's Python model, layer by layer over all images (mixed mode); each RTL layer's output is
-        compared bit-exactly with FINN's Python model of it and its cycles with FINN's estimate.
+        in the python mode, layer by layer over all images (mixed mode); each RTL layer's output is
+        compared bit-exactly with the python mode's and its cycles with FINN's estimate.
 cppsim: HLS layers compiled from FINN's generated C++ (needs finn-hlslib; see cppsim.py).
 auto:   the most faithful mode available for each layer.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 from training.errors import UserError
 
-MODES = ("python", "rtlsim", "cppsim", "auto")
+MODES = ("python", "finn", "rtlsim", "cppsim", "auto")
 
 
 class SimError(UserError):
@@ -77,7 +81,7 @@ def check_images_fit(build: Build, images: np.ndarray) -> None:
                        f"(a dataset of another model?)")
 
 
-# --- python mode ----------------------------------------------------------------------------
+# --- python and finn modes ------------------------------------------------------------------------
 
 _RUNNER = None
 
@@ -86,36 +90,45 @@ def _init_worker(build_dir: str):
     global _RUNNER
     from hw_build.execute import StageRunner
     b = Build.load(Path(build_dir))
-    _RUNNER = StageRunner(b.child, b.parent)
+    _RUNNER = StageRunner(b.child, b.parent, engine="finn")
 
 
 def _run_chunk(images: np.ndarray) -> np.ndarray:
-    return np.array([_RUNNER.run_one(images[i:i + 1].astype(np.float32))[0] for i in range(len(images))])
+    return _RUNNER.run(images)[0]
 
 
-def run_python(build: Build, images: np.ndarray, workers: int = 2, chunk: int = 50) -> np.ndarray:
+def run_finn(build: Build, images: np.ndarray, workers: int = 2, chunk: int = 50) -> np.ndarray:
+    """FINN's own execution, image by image, spread over processes."""
     chunks = [images[i:i + chunk] for i in range(0, len(images), chunk)]
     out = []
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(str(build.dir),)) as pool, \
-            tqdm(total=len(images), desc="python sim", unit="img", disable=None) as bar:
+            tqdm(total=len(images), desc="finn sim", unit="img", disable=None) as bar:
         for res in pool.map(_run_chunk, chunks):
             out.append(res)
             bar.update(len(res))
     return np.concatenate(out)
 
 
+def run_python(build: Build, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+    from hw_build.execute import StageRunner
+    runner = StageRunner(build.child, build.parent, batch_size=batch_size)
+    with tqdm(total=len(images), desc="python sim", unit="img", disable=None) as bar:
+        return runner.run(images, progress=bar.update)[0]
+
+
 def run_graph(build: Build, images: np.ndarray, mode: str = "python", workers: int = 1, work: Path | None = None,
-              log=lambda *a: None) -> tuple[np.ndarray, list]:
+              log=lambda *a: None, batch_size: int | None = None) -> tuple[np.ndarray, list]:
     """The one place the accelerator graph runs: (n, C, H, W) pixels -> top-1 per image and, in mixed mode,
-    per-layer reports. python: FINN's Python model of every layer (in this process, or spread over
+    per-layer reports. python: batched exact kernels; finn: FINN's execution (in this process, or spread over
     `workers` processes); rtlsim / cppsim / auto: layer by layer, each layer in its mode (layer_modes)."""
-    modes = layer_modes(build, mode)
-    if set(modes.values()) == {"python"}:
+    if mode == "finn":
         if workers <= 1:
             from hw_build.execute import StageRunner
-            runner = StageRunner(build.child, build.parent)
-            return np.array([runner.run_one(images[i:i + 1].astype(np.float32))[0] for i in range(len(images))]), []
-        return run_python(build, images, workers=workers), []
+            return StageRunner(build.child, build.parent, engine="finn").run(images)[0], []
+        return run_finn(build, images, workers=workers), []
+    modes = layer_modes(build, mode)
+    if set(modes.values()) == {"python"}:
+        return run_python(build, images, batch_size), []
     log(f"mixed-mode simulation of {len(images)} images: "
         + ", ".join(f"{m} {sum(v == m for v in modes.values())}" for m in ("rtlsim", "cppsim", "python")))
     return run_mixed(build, images, modes, work or build.dir / "sim" / "work", log)
@@ -143,7 +156,7 @@ def layer_modes(build: Build, mode: str) -> dict:
     modes = {}
     for node in build.child.graph.node:
         rtl, hls = node.op_type.endswith("_rtl"), node.op_type.endswith("_hls")
-        if mode == "python":
+        if mode in ("python", "finn"):
             modes[node.name] = "python"
         elif mode == "rtlsim":
             modes[node.name] = "rtlsim" if rtl else "python"
@@ -155,14 +168,18 @@ def layer_modes(build: Build, mode: str) -> dict:
 
 
 def run_mixed(build: Build, images: np.ndarray, modes: dict, work: Path, log=print) -> tuple[np.ndarray, list]:
-    """Layer by layer over all images; returns top-1 per image and per-layer reports."""
-    from hw_build.execute import StageRunner, node_executor, python_copy
+    """Layer by layer over all images; returns top-1 per image and per-layer reports. Every layer's output is
+    also computed by the python mode (the batched exact kernels), the reference a simulated layer must match."""
+    from hw_build.execute import StageRunner, node_executor
     from .verilator import hw_to_python_order, pack_input, unpack_output, words_per_image
+    from hw_build.batched import BatchedGraph
     runner = StageRunner(build.child, build.parent)
-    py = python_copy(build.child)
-    acts = [runner._pre(runner.to_graph_layout(images[i:i + 1])) for i in range(len(images))]
+    kernels = {node.name: fn for node, fn, _ in BatchedGraph(build.child, fuse=False).plan}
+    acts = np.concatenate([runner._pre(runner.to_graph_layout(images[i:i + runner.batch_size]))
+                           for i in range(0, len(images), runner.batch_size)])
+    n = len(acts)
     est = build.estimates.get("layers", {})
-    compiled = _compile_rtl_layers(build, modes, len(acts), work)
+    compiled = _compile_rtl_layers(build, modes, n, work)
     cpp_model, cpp_failed = None, {}
     if "cppsim" in modes.values():
         from .cppsim import compile_cppsim
@@ -174,42 +191,43 @@ def run_mixed(build: Build, images: np.ndarray, modes: dict, work: Path, log=pri
             modes[name] = "python"
             log(f"  {name}: cppsim did not compile ({err}); this layer runs in python")
     reports = []
-    for node, py_node in zip(build.child.graph.node, py.graph.node):
+    for node in build.child.graph.node:
         mode = modes[node.name]
-        python_out = node_executor(py, py_node)
         rep = LayerReport(node.name, mode, estimated_cycles=est.get(node.name, {}).get("cycles"))
         if node.name in cpp_failed:
             rep.note = "cppsim did not compile: " + cpp_failed[node.name]
-        ref = [python_out(a) for a in tqdm(acts, desc=f"{node.name} (python)", leave=False, disable=None)]
+        ref = np.concatenate([kernels[node.name](acts[i:i + runner.batch_size])[0]
+                              for i in range(0, n, runner.batch_size)])
         if mode == "rtlsim":
             layer, rep.compile_s = compiled[node.name]
             inst = layer.inst
-            n_out = words_per_image(inst, "out") * len(acts)
-            packed = pack_input(inst, np.stack(acts))
+            n_out = words_per_image(inst, "out") * n
+            packed = pack_input(inst, acts[:, None])
             words, _, _ = layer.run(packed, n_out)  # random valid/ready stalls
             rep.stall_pct = layer.stall
-            got = hw_to_python_order(inst, unpack_output(inst, words, len(acts)))
+            got = np.asarray(hw_to_python_order(inst, unpack_output(inst, words, n))).reshape(ref.shape)
             free, cycles, first = layer.run(packed, n_out, stall_pct=0)  # cycles without stalls
             if free != words:
                 raise SimError(f"{node.name}: RTL output depends on stalls (AXI-stream protocol problem)")
-            bad = [i for i in range(len(acts)) if not np.array_equal(got[i], ref[i])]
-            rep.bit_exact_vs_python, rep.mismatched_images = not bad, bad
-            rep.cycles_per_image, rep.first_output_cycles = cycles / len(acts), first
-            acts = [got[i] for i in range(len(acts))]
-            log(f"  {node.name:34s} rtlsim  bit-exact {not bad} ({layer.stall}% stalls)  {cycles / len(acts):9.0f} cycles/image "
-                f"(FINN estimate {rep.estimated_cycles})  compile {rep.compile_s} s")
+            rep.cycles_per_image, rep.first_output_cycles = cycles / n, first
+            log(f"  {node.name:34s} rtlsim  bit-exact {_compare(rep, got, ref)} ({layer.stall}% stalls)  "
+                f"{cycles / n:9.0f} cycles/image (FINN estimate {rep.estimated_cycles})  compile {rep.compile_s} s")
         elif mode == "cppsim":
-            cpp_run = node_executor(cpp_model, next(n for n in cpp_model.graph.node if n.name == node.name))
-            got = np.stack([cpp_run(a) for a in tqdm(acts, desc=f"{node.name} (cppsim)", leave=False, disable=None)])
-            bad = [i for i in range(len(acts)) if not np.array_equal(got[i], ref[i])]
-            rep.bit_exact_vs_python, rep.mismatched_images = not bad, bad
-            acts = list(got)
-            log(f"  {node.name:34s} cppsim  bit-exact {not bad}")
+            cpp_run = node_executor(cpp_model, next(c for c in cpp_model.graph.node if c.name == node.name))
+            got = np.concatenate([cpp_run(acts[i:i + 1]) for i in tqdm(range(n), desc=f"{node.name} (cppsim)",
+                                                                         leave=False, disable=None)])
+            log(f"  {node.name:34s} cppsim  bit-exact {_compare(rep, got.reshape(ref.shape), ref)}")
         else:
-            acts = ref
+            got = ref
+        acts = got.reshape(ref.shape)
         reports.append(rep)
-    top1 = np.array([int(np.asarray(a).ravel()[0]) for a in acts])
-    return top1, reports
+    return acts.reshape(n, -1)[:, 0].astype(np.int64), reports
+
+
+def _compare(rep: LayerReport, got: np.ndarray, ref: np.ndarray) -> bool:
+    bad = np.nonzero((got != ref).reshape(len(ref), -1).any(1))[0]
+    rep.bit_exact_vs_python, rep.mismatched_images = not len(bad), [int(i) for i in bad]
+    return rep.bit_exact_vs_python
 
 
 def _compile_rtl_layers(build: Build, modes: dict, n_images: int, work: Path) -> dict:
@@ -234,11 +252,37 @@ def _compile_rtl_layers(build: Build, modes: dict, n_images: int, work: Path) ->
 
 # --- entry ---------------------------------------------------------------------------------------
 
+def check_batch_size(build: Build, batch_size: int | None) -> None:
+    """A batch whose working set would not fit the memory available now is refused before any work."""
+    if batch_size is None:
+        return
+    if batch_size < 1:
+        raise SimError(f"--batch-size must be at least 1, got {batch_size}")
+    from hw_build.batched import BatchedGraph
+    need = BatchedGraph(build.child).peak_bytes_per_image() * batch_size
+    avail = available_memory()
+    if avail and need > 0.8 * avail:
+        raise SimError(f"--batch-size {batch_size} needs about {need / 2**30:.1f} GiB for this accelerator's largest "
+                       f"layer tensors, more than the {avail / 2**30:.1f} GiB available; use --batch-size "
+                       f"{max(1, int(0.8 * avail * batch_size / need))} or less (or leave it out: sized automatically)")
+
+
+def available_memory() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str = "", out: Path | None = None,
-             workers: int = 2, log=print) -> dict:
+             workers: int = 2, log=print, batch_size: int | None = None) -> dict:
     if mode not in MODES:
         raise SimError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
     build = Build.load(build_dir)
+    check_batch_size(build, batch_size)
     images, labels, ref_top1, cfg = reference_and_images(build, n, data_dir)
     check_images_fit(build, images)
     modes = layer_modes(build, mode)
@@ -248,7 +292,7 @@ def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str =
     out = Path(out) if out else build.dir / "sim"
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    top1, layers = run_graph(build, images, mode, min(workers, os.cpu_count() or 1), out / "work", log)
+    top1, layers = run_graph(build, images, mode, min(workers, os.cpu_count() or 1), out / "work", log, batch_size)
     wall = time.time() - t0
     report = {
         "build": str(build.dir), "checkpoint": build.state["checkpoint"], "mode": mode, "images": int(len(images)),
@@ -259,6 +303,8 @@ def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str =
         "layer_modes": modes, "layers": [vars(r) for r in layers],
         "all_simulated_layers_bit_exact": all(r.bit_exact_vs_python for r in layers if r.mode != "python"),
         "wall_s": round(wall, 1), "images_per_s": round(len(images) / wall, 1),
+        "batch_size": _batch_size(build, mode, batch_size),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
     if any(r.mode == "cppsim" for r in layers):
         from .cppsim import hlslib_dir, hlslib_note
@@ -271,9 +317,17 @@ def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str =
     return report
 
 
+def _batch_size(build: Build, mode: str, batch_size: int | None) -> int:
+    if mode == "finn":
+        return 1
+    from hw_build.batched import BatchedGraph
+    from hw_build.execute import default_batch_size
+    return batch_size or default_batch_size(BatchedGraph(build.child))
+
+
 def summary(r: dict) -> str:
     lines = [f"{r['mode']} simulation of {r['build']}: {r['images']} images in {r['wall_s']} s "
-             f"({r['images_per_s']} images/s)",
+             f"({r['images_per_s']} images/s, batch {r.get('batch_size')}, peak memory {r.get('peak_rss_mib')} MiB)",
              f"  accuracy {r['accuracy_pct']:.2f}% (Brevitas model {r['brevitas_accuracy_pct']:.2f}%), "
              f"top-1 agreement with Brevitas {r['agreement_with_brevitas_pct']:.2f}%"]
     if r["layers"]:

@@ -52,6 +52,41 @@ def tiny_run(tmp_path_factory):
     return train(tiny_config(results=str(out), epochs=2), run_id="tiny", log=lambda *a: None)
 
 
+@pytest.fixture(scope="session")
+def built(tiny_run, tmp_path_factory):
+    """The tiny LeNet5 built to HW code at 2,000 FPS without verification (~25 s)."""
+    from hw_build.flow import HwConfig, build
+    out = tmp_path_factory.mktemp("simbuild")
+    build(HwConfig(checkpoint=tiny_run, board="Pynq-Z1", target_fps=2000, out=out, verify_images=0,
+                   data_dir=str(DATA)), log=lambda *a: None)
+    return out
+
+
+def _shipped(tmp_path_factory, checkpoint, board, **kw):
+    from hw_build.flow import HwConfig, build
+    out = tmp_path_factory.mktemp(f"{Path(checkpoint).name}_{board}")
+    build(HwConfig(checkpoint=ROOT / checkpoint, board=board, out=out, data_dir=str(DATA), **kw), log=lambda *a: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def lenet5_build(tmp_path_factory):
+    """The shipped binary LeNet5 with its Pynq-Z1 folding, verified on the whole test set (the default)."""
+    return _shipped(tmp_path_factory, "pretrained/lenet5/binary", "Pynq-Z1")
+
+
+@pytest.fixture(scope="session")
+def vgg_zcu104_build(tmp_path_factory):
+    """The shipped binary VGGNet7 with its ZCU104 folding to HW code, every stage verified on 10 images."""
+    return _shipped(tmp_path_factory, "pretrained/vggnet7/binary", "ZCU104", verify_images=10, stop_after="hw_codegen")
+
+
+@pytest.fixture(scope="session")
+def vgg_pynqz1_build(tmp_path_factory):
+    """The shipped half-width VGGNet7 with its Pynq-Z1 folding to HW code, every stage verified on 10 images."""
+    return _shipped(tmp_path_factory, "pretrained/vggnet7/pynqz1", "Pynq-Z1", verify_images=10, stop_after="hw_codegen")
+
+
 def init_checkpoint(path, **kw):
     """An untrained net whose BN statistics come from two batches of random pixels: with the default
     statistics every threshold sits exactly at 0, where float summation order decides the sign."""

@@ -13,19 +13,12 @@ from sim.verilator import hw_to_python_order
 pytestmark = pytest.mark.needs_data
 
 
-@pytest.fixture(scope="module")
-def built(tiny_run, tmp_path_factory):
-    from hw_build.flow import HwConfig, build
-    out = tmp_path_factory.mktemp("simbuild")
-    build(HwConfig(checkpoint=tiny_run, board="Pynq-Z1", target_fps=2000, out=out, verify_images=0,
-                   data_dir=str(DATA)), log=lambda *a: None)
-    return out
-
-
 def test_python_mode_matches_brevitas_on_real_images(built):
-    r = simulate(built, "python", 200, str(DATA), workers=2, log=lambda *a: None)
+    r = simulate(built, "python", 200, str(DATA), log=lambda *a: None)
     assert r["images"] == 200 and r["agreement_with_brevitas_pct"] == 100.0
     assert set(r["layer_modes"].values()) == {"python"}
+    f = simulate(built, "finn", 40, str(DATA), workers=2, log=lambda *a: None)  # FINN's own execution agrees
+    assert f["agreement_with_brevitas_pct"] == 100.0 and f["batch_size"] == 1
 
 
 def test_rtlsim_mixed_mode_is_bit_exact_with_stalls(built):
