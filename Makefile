@@ -15,7 +15,7 @@ DATASET   := $(if $(filter vggnet7,$(MODEL)),cifar10,mnist)
 PRETRAINED = pretrained/$(MODEL)/$(PRECISION)
 BUILD_DIR  = build/$(MODEL)_$(PRECISION)_$(BOARD)
 
-.PHONY: help setup data train test test-fast study bench build bitstream sim infer export clean
+.PHONY: help setup data train test test-fast study bench bench-sim build bitstream sim infer export clean
 
 help:
 	@echo "make train MODEL=lenet5|vggnet7 PRECISION=binary|float|ternary|pynqz1 [EPOCHS=N] [ID=name]"
@@ -26,6 +26,8 @@ help:
 	@echo "make study [QUICK=1] [SPEC=lenet5] [CLUSTER=local:2|tcp://host:8786]   capacity study: accuracy vs LUT/FPS"
 	@echo "make bench                      training images/s in fp32 and bf16, epoch times (with CUDA: GPU epoch time);"
 	@echo "                                 STUDY_REPO=DIR: also side by side with the study's own code (one thread, batch 50)"
+	@echo "make bench-sim                  simulation speed: the python mode on the whole test set next to Brevitas inference"
+	@echo "                                 (builds LeNet5/Pynq-Z1 and VGGNet7/ZCU104 first when missing)"
 	@echo "make build MODEL=lenet5 BOARD=Pynq-Z1      FINN build to HW code, verified stage by stage"
 	@echo "make build MODEL=vggnet7 BOARD=ZCU104|KV260, or MODEL=vggnet7 PRECISION=pynqz1 BOARD=Pynq-Z1"
 	@echo "make bitstream MODEL=lenet5 BOARD=Pynq-Z1  the same, on to bitfile + deployment package (Vivado)"
@@ -60,6 +62,14 @@ bench: setup
 	$(PY) -m training.bench
 	@if [ -n "$(STUDY_REPO)" ]; then $(PY) -m training.bench_study --study-repo $(STUDY_REPO); \
 	else echo "side by side with the study's code: make bench STUDY_REPO=<checkout of RWTH-IDS/efficient-binary-neural-networks>"; fi
+
+BENCH_BUILDS = build/lenet5_binary_Pynq-Z1 build/vggnet7_binary_ZCU104
+bench-sim: setup
+	@test -f build/lenet5_binary_Pynq-Z1/build_state.json || $(PY) -m hw_build --model pretrained/lenet5/binary \
+	    --board Pynq-Z1 --verify-images 0 --out build/lenet5_binary_Pynq-Z1
+	@test -f build/vggnet7_binary_ZCU104/build_state.json || $(PY) -m hw_build --model pretrained/vggnet7/binary \
+	    --board ZCU104 --verify-images 0 --stop-after hw_codegen --out build/vggnet7_binary_ZCU104
+	$(PY) -m sim.bench $(BENCH_BUILDS) --out build/bench_sim.json
 
 build: setup
 	$(PY) -m hw_build --model $(PRETRAINED) --board $(BOARD) --out $(BUILD_DIR)

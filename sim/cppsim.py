@@ -1,24 +1,33 @@
 """cppsim: FINN's own C++ simulation of HLS layers (PrepareCppSim + CompileCppSim).
 
 FINN compiles its generated C++ against finn-hlslib and Vitis HLS's headers and simulation
-libraries. finn-hlslib comes from FINN's dependency folder (filled by `finn deps update`, which needs
-GitHub) or from $FINN_HLSLIB; it is on no package registry and never part of this repository.
-With Vitis HLS ($XILINX_HLS) FINN's standard cppsim runs. Without it, an include folder is assembled
-in the build directory from the hls4ml wheel's open-source ap_types and the project's stand-ins
-(sim/hls_standins/README.md).
+libraries. finn-hlslib is found as the datasets are: $FINN_HLSLIB, else FINN's dependency folder (filled
+by `finn deps update`, which needs GitHub), else `../shared/finn-hlslib` beside the checkout; it is on no
+package registry and never part of this repository. With Vitis HLS ($XILINX_HLS) FINN's standard cppsim
+runs. Without it, an include folder is assembled in the build directory from the hls4ml wheel's
+open-source ap_types and the project's stand-ins (sim/hls_standins/README.md).
+
+Batched: FINN's generated program simulates one image; the copy compiled here repeats its compute part
+(or scales its numReps) for as many images as the input file holds (FINN_SIM_IMAGES), so one run of each
+layer's program takes the whole test set.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
+
+import numpy as np
 
 
 STANDINS = Path(__file__).resolve().parent / "hls_standins"
+BESIDE_CHECKOUT = Path(__file__).resolve().parents[2] / "shared" / "finn-hlslib"
 
 
 def hlslib_dir() -> Path | None:
@@ -28,6 +37,7 @@ def hlslib_dir() -> Path | None:
         cands.append(str(get_settings().finn_deps / "finn-hlslib"))
     except Exception:  # settings not initialised: only the variable counts
         pass
+    cands.append(str(BESIDE_CHECKOUT))
     for c in cands:
         if c and (Path(c) / "mvau.hpp").is_file():
             return Path(c)
@@ -49,26 +59,40 @@ def pinned_hlslib_commit() -> str:
     return deps["git_deps"]["finn-hlslib"]["commit"][:7]
 
 
+def has_vector_pool(lib: Path) -> bool:
+    """finn-hlslib 8d979e2 pools hls::vector words (MaxPoolFunction<vector>, Pool_batch<ISIZE, K>); older
+    checkouts pool scalars (MaxPoolFunction<T, size>) and get the project's pool_compat.hpp instead."""
+    f = lib / "pool.hpp"
+    return f.is_file() and not re.search(r"template<typename T, unsigned size>\s*class MaxPoolFunction", f.read_text())
+
+
 def hlslib_note(lib: Path) -> str:
-    return str(lib) + ("" if has_unflatten(lib) else
-                       f" (older than finn-plus's pinned {pinned_hlslib_commit()}: unflatten() added from "
-                       f"sim/hls_standins)")
+    added = [n for n, ok in (("unflatten()", has_unflatten(lib)), ("the vector pool API", has_vector_pool(lib))) if not ok]
+    return str(lib) + (f" (older than finn-plus's pinned {pinned_hlslib_commit()}: {' and '.join(added)} from "
+                       f"sim/hls_standins)" if added else "")
 
 
 def hlslib_for_build(lib: Path, work: Path) -> Path:
     """The finn-hlslib folder FINN compiles against: lib itself, or for an older checkout a folder of links
-    to it whose flatten.hpp also includes the project's unflatten(). lib is never modified."""
-    if has_unflatten(lib):
+    to it in which flatten.hpp also includes the project's unflatten() and pool.hpp is the project's
+    pool_compat.hpp. lib is never modified."""
+    replace = {}
+    if not has_unflatten(lib):
+        replace["flatten.hpp"] = f'#include "{lib / "flatten.hpp"}"\n#include "finn_sim_unflatten.hpp"\n'
+    if not has_vector_pool(lib):
+        replace["pool.hpp"] = (STANDINS / "pool_compat.hpp").read_text()
+    if not replace:
         return lib
     overlay = work / "finn-hlslib-overlay"
     if overlay.exists():
         shutil.rmtree(overlay)
     overlay.mkdir(parents=True)
     for f in lib.iterdir():
-        if f.name != "flatten.hpp":
+        if f.name not in replace:
             (overlay / f.name).symlink_to(f)
     shutil.copyfile(STANDINS / "unflatten.hpp", overlay / "finn_sim_unflatten.hpp")
-    (overlay / "flatten.hpp").write_text(f'#include "{lib / "flatten.hpp"}"\n#include "finn_sim_unflatten.hpp"\n')
+    for name, text in replace.items():
+        (overlay / name).write_text(text)
     return overlay
 
 
@@ -102,11 +126,29 @@ def cppsim_requirements() -> str:
             + ". Use --mode rtlsim (Verilator, no Xilinx tools) or --mode python meanwhile.")
 
 
+# hls4ml's ap_private extracts a bit range of a multi-word integer by copying, shifting and masking the
+# whole value: O(width) per slice, which made a SIMD-800 XNOR layer spend 90% of its cppsim time there.
+# The project adds a fast path for ranges of at most 64 bits that reads the words directly (same bits).
+RANGE_FAST_PATH = ("    } else {\n      val = d_bv;\n      val >>= l_index;",
+                   "    } else if (_AP_W > 64 && h_index - l_index < 64) {  // project fast path (sim/cppsim.py)\n"
+                   "      val = bnn_range_bits(d_bv.get_pVal(), (_AP_W + 63) / 64, l_index, h_index);\n"
+                   "    } else {\n      val = d_bv;\n      val >>= l_index;")
+RANGE_HELPER = """// project fast path (sim/cppsim.py): bits l..h (h - l < 64) of a little-endian word array
+static inline uint64_t bnn_range_bits(const uint64_t *w, int words, int l, int h) {
+  int lw = l / 64, lb = l % 64, len = h - l + 1;
+  uint64_t v = w[lw] >> lb;
+  if (lb && lw + 1 < words) v |= w[lw + 1] << (64 - lb);
+  return len < 64 ? v & (~0ULL >> (64 - len)) : v;
+}
+"""
+
+
 def standin_hls_root(work: Path) -> Path:
     """A folder shaped like $XILINX_HLS (include/, lnx64/...) for FINN's compile script."""
     root = work / "hls_standin"
     inc, csim, fpo = root / "include", root / "lnx64" / "lib" / "csim", root / "lnx64" / "tools" / "fpo_v7_1"
-    stamp = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(STANDINS.glob("*.h")))).hexdigest()
+    stamp = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(STANDINS.glob("*.h")))
+                           + "".join(RANGE_FAST_PATH + (RANGE_HELPER,)).encode()).hexdigest()
     if (root / ".ready").is_file() and (root / ".ready").read_text() == stamp:
         return root
     for d in (inc, csim, fpo):
@@ -123,6 +165,12 @@ def standin_hls_root(work: Path) -> Path:
         "static const int width = _AP_W;", "static const int width = _AP_W;\n  static const bool sign_flag = _AP_S;", 1))
     with open(inc / "ap_int.h", "a") as f:
         f.write("\n#include <hls_half.h>\n")
+    private = (inc / "etc" / "ap_private.h").read_text()
+    if private.count(RANGE_FAST_PATH[0]) == 2 and "template <int _AP_W, bool _AP_S>\nstruct _private_range_ref {" in private:
+        private = private.replace(RANGE_FAST_PATH[0], RANGE_FAST_PATH[1]).replace(
+            "template <int _AP_W, bool _AP_S>\nstruct _private_range_ref {",
+            RANGE_HELPER + "template <int _AP_W, bool _AP_S>\nstruct _private_range_ref {", 1)
+        (inc / "etc" / "ap_private.h").write_text(private)
     for f in STANDINS.glob("*.h"):
         shutil.copyfile(f, inc / f.name)
     for lib in (csim / "libhlsmc++-GCC46.so", fpo / "libIp_floating_point_v7_1_bitacc_cmodel.so",
@@ -134,7 +182,8 @@ def standin_hls_root(work: Path) -> Path:
 
 def compile_cppsim(build, work: Path, names: list) -> tuple[object, dict]:
     """FINN's PrepareCppSim, then each layer's own compile (two at a time) on a copy of the dataflow model.
-    Returns the model (exec_mode cppsim) and {layer: compiler error} for layers that did not compile."""
+    Returns the model (exec_mode cppsim), {layer: compiler error} for layers that did not compile and
+    {layer: compile seconds}."""
     import copy
     from concurrent.futures import ThreadPoolExecutor
 
@@ -144,8 +193,9 @@ def compile_cppsim(build, work: Path, names: list) -> tuple[object, dict]:
     from finn.util.settings import get_settings
     from qonnx.custom_op.registry import getCustomOp
     lib = hlslib_dir()
-    older = "" if has_unflatten(lib) else (f" [{lib} predates the finn-hlslib commit finn-plus pins "
-                                           f"({pinned_hlslib_commit()}), whose API FINN generates this layer's code for]")
+    older = "" if has_unflatten(lib) and has_vector_pool(lib) else (
+        f" [{lib} predates the finn-hlslib commit finn-plus pins ({pinned_hlslib_commit()}), whose API FINN "
+        f"generates this layer's code for]")
     deps = work / "finn_deps"
     deps.mkdir(parents=True, exist_ok=True)
     link = deps / "finn-hlslib"
@@ -157,19 +207,148 @@ def compile_cppsim(build, work: Path, names: list) -> tuple[object, dict]:
         os.environ["XILINX_HLS"] = str(standin_hls_root(work))
 
     def compile_one(node):
+        t0 = time.time()
         try:
+            batch_program(Path(getCustomOp(node).get_nodeattr("code_gen_dir_cppsim")))
             getCustomOp(node).compile_singlenode_code()
-            return node.name, None
+            return node.name, None, round(time.time() - t0, 1)
         except Exception as e:  # the compiler's own first error says why
             text = str(e) + "\n" + str(getattr(e, "output", "") or "") + str(getattr(e, "stderr", "") or "")
             first = next((line.strip() for line in text.splitlines() if "error:" in line), text.strip()[:300])
-            return node.name, re.sub(r"^\S*/", "", first) + older  # file:line:col: error: ..., no folder
+            return node.name, re.sub(r"^\S*/", "", first) + older, None  # file:line:col: error: ..., no folder
     settings, saved = get_settings(), get_settings().finn_deps
     settings.finn_deps = deps  # FINN's compile reads finn-hlslib from here; restored after
     try:
         model = copy.deepcopy(build.child).transform(SetExecMode("cppsim")).transform(PrepareCppSim())
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        with ThreadPoolExecutor(max_workers=2) as pool, inlining_allowed():
             results = list(pool.map(compile_one, [n for n in model.graph.node if n.name in names]))
     finally:
         settings.finn_deps = saved
-    return model, {name: err for name, err in results if err}
+    return model, {name: err for name, err, _ in results if err}, {name: t for name, _, t in results}
+
+
+NO_INLINE = "-fno-builtin -fno-inline"
+
+
+@contextlib.contextmanager
+def inlining_allowed():
+    """FINN's cppsim compile command without its `-fno-builtin -fno-inline`: with the ap_int arithmetic
+    inlined the programs compute the same outputs (tests compare every layer with the python mode) about
+    4x faster (measured on LeNet5's SIMD-800 XNOR layer: 0.64 -> 0.15 s per image)."""
+    from finn.util.basic import CppBuilder
+    original = CppBuilder.append_includes
+
+    def append_includes(self, flags):
+        if flags.strip() != NO_INLINE:
+            original(self, flags)
+    CppBuilder.append_includes = append_includes
+    try:
+        yield
+    finally:
+        CppBuilder.append_includes = original
+
+
+IMAGES_FN = """#include <cstdlib>
+#include <string>
+#include <vector>
+// project patch (sim/cppsim.py, batched cppsim): the image count of this run, and a weight stream read
+// once and repeated (FINN's reader packs the file again on every repetition, numReps times per image)
+static unsigned finn_sim_images() {
+  const char *s = std::getenv("FINN_SIM_IMAGES");
+  return s ? (unsigned)std::atoi(s) : 1u;
+}
+static std::string finn_sim_file(char const *dir, char const *name) {  // FINN_SIM_DIR: where this run's files are
+  const char *d = std::getenv("FINN_SIM_DIR");
+  return std::string(d ? d : dir) + "/" + name;
+}
+template <typename PackedT, typename ElemT, typename NpyT>
+void finn_sim_npy2apintstream_repeated(char const *path, hls::stream<PackedT> &out, bool reverse_inner, size_t reps) {
+  hls::stream<PackedT> once;
+  npy2apintstream<PackedT, ElemT, NpyT>(path, once, reverse_inner, 1);
+  std::vector<PackedT> words;
+  while (!once.empty()) words.push_back(once.read());
+  for (size_t r = 0; r < reps; r++)
+    for (auto const &w : words) out.write(w);
+}
+"""
+
+
+def batch_program(code_gen_dir: Path) -> None:
+    """Lets FINN's generated cppsim program take FINN_SIM_IMAGES images in one run: a layer with numReps
+    (the MVAU) repeats numReps per image; any other repeats its compute part once per image. The output
+    file's leading dimension becomes the image count. FINN's compute code itself is unchanged."""
+    for cpp in code_gen_dir.glob("execute_*.cpp"):
+        lines = cpp.read_text().splitlines()
+        main = next(i for i, l in enumerate(lines) if l.startswith("int main"))
+        reps = [i for i, l in enumerate(lines) if re.match(r"\s*#define numReps\s+\d+\s*$", l)]
+        reads = [i for i, l in enumerate(lines) if re.search(r"\bnpy2(apint|vector)stream<", l)]
+        writes = [i for i, l in enumerate(lines) if re.search(r"\b(apint|vector)stream2npy<", l)]
+        if not reads or len(writes) != 1 or not re.search(r"\{\s*1\s*,", lines[writes[0]]):
+            raise RuntimeError(f"{cpp.name}: not the layout of FINN's cppsim program; cannot batch it")
+        lines[writes[0]] = re.sub(r"\{\s*1\s*,", "{finn_sim_images(),", lines[writes[0]], count=1)
+        for i in reads + writes:  # the image files (not the weights) from FINN_SIM_DIR when set
+            lines[i] = re.sub(r'"([^"]*)/((input_0|output_0)\.npy)"', r'finn_sim_file("\1", "\2").c_str()', lines[i])
+        if reps:
+            n = lines[reps[0]].split()[-1]
+            lines[reps[0]] = f"#define numReps ({n} * finn_sim_images())"
+            for i in reads:  # weight streams, repeated numReps times
+                lines[i] = re.sub(r"\bnpy2apintstream<(.*), numReps\);", r"finn_sim_npy2apintstream_repeated<\1, numReps);", lines[i])
+        else:
+            lines.insert(writes[0], "}")
+            lines.insert(reads[-1] + 1, "for (unsigned finn_sim_i = 0; finn_sim_i < finn_sim_images(); finn_sim_i++) {")
+        lines.insert(main, IMAGES_FN)
+        cpp.write_text("\n".join(lines) + "\n")
+
+
+class CppsimLayer:
+    """One compiled HLS layer, run once on a whole batch as FINN's execute_node runs it on one image: the
+    input folded to the stream layout (bipolar stored as binary), the output file reshaped back (binary to
+    bipolar). Weight streams (input_1.npy) are those PrepareCppSim wrote from the model."""
+
+    def __init__(self, model, node):
+        from qonnx.core.datatype import DataType
+        from qonnx.custom_op.registry import getCustomOp
+        self.inst = inst = getCustomOp(node)
+        self.dir = Path(inst.get_nodeattr("code_gen_dir_cppsim"))
+        self.exe = inst.get_nodeattr("executable_path")
+        self.bipolar_in = inst.get_input_datatype(0) == DataType["BIPOLAR"]
+        self.bipolar_out = inst.get_output_datatype(0) == DataType["BIPOLAR"]
+        self.pool = node.op_type.startswith("Pool")
+        dynamic = [n for n in node.input[1:] if n and model.get_initializer(n) is None]
+        if dynamic:
+            raise RuntimeError(f"{node.name}: batched cppsim takes layers with one streamed input; {dynamic} too")
+
+    def __call__(self, x: np.ndarray, processes: int = 2) -> np.ndarray:
+        """All images of x through the layer's program, split over `processes` runs side by side."""
+        n = len(x)
+        v = (x + 1) / 2 if self.bipolar_in else x
+        if self.pool:
+            v = python_to_hw_window_order(self.inst, v)
+        v = np.ascontiguousarray(v, np.float32).reshape((n,) + tuple(self.inst.get_folded_input_shape(0))[1:])
+        parts = [p for p in np.array_split(np.arange(n), max(1, min(processes, os.cpu_count() or 1, n))) if len(p)]
+        runs = []
+        for k, idx in enumerate(parts):
+            d = self.dir / f"run_{k}"
+            d.mkdir(exist_ok=True)
+            np.save(d / "input_0.npy", v[idx])
+            env = {**os.environ, "FINN_SIM_IMAGES": str(len(idx)), "FINN_SIM_DIR": str(d)}
+            runs.append((d, subprocess.Popen([self.exe], cwd=self.dir, env=env, stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.PIPE, text=True)))
+        out = []
+        for d, proc in runs:
+            err = proc.communicate()[1]
+            if proc.returncode:
+                raise RuntimeError(f"{self.inst.onnx_node.name}: cppsim program failed ({proc.returncode}): "
+                                   f"{err.strip()[-300:]}")
+            out.append(np.load(d / "output_0.npy"))
+        y = np.concatenate(out).reshape((n,) + tuple(self.inst.get_normal_output_shape(0))[1:])
+        return 2 * y - 1 if self.bipolar_out else y
+
+
+def python_to_hw_window_order(inst, x: np.ndarray) -> np.ndarray:
+    """Pooling windows as the hardware streams them into Pool_hls, channel-fold-major (C/PE, K, PE), from
+    the (K, C/PE, PE) order of FINN's Python models (the inverse of verilator.hw_to_python_order)."""
+    k = int(np.prod(inst.get_nodeattr("KernelSize")))
+    pe, c = inst.get_nodeattr("PE"), inst.get_nodeattr("Channels")
+    lead = x.shape[:-1]
+    return x.reshape(*lead, k, c // pe, pe).swapaxes(-3, -2).reshape(*lead, k * c)

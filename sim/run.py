@@ -146,6 +146,7 @@ class LayerReport:
     first_output_cycles: int | None = None
     estimated_cycles: int | None = None
     compile_s: float | None = None
+    run_s: float | None = None      # the simulator's time for all images (rtlsim: with and without stalls)
     stall_pct: int | None = None
     note: str | None = None
 
@@ -170,7 +171,7 @@ def layer_modes(build: Build, mode: str) -> dict:
 def run_mixed(build: Build, images: np.ndarray, modes: dict, work: Path, log=print) -> tuple[np.ndarray, list]:
     """Layer by layer over all images; returns top-1 per image and per-layer reports. Every layer's output is
     also computed by the python mode (the batched exact kernels), the reference a simulated layer must match."""
-    from hw_build.execute import StageRunner, node_executor
+    from hw_build.execute import StageRunner
     from .verilator import hw_to_python_order, pack_input, unpack_output, words_per_image
     from hw_build.batched import BatchedGraph
     runner = StageRunner(build.child, build.parent)
@@ -180,10 +181,10 @@ def run_mixed(build: Build, images: np.ndarray, modes: dict, work: Path, log=pri
     n = len(acts)
     est = build.estimates.get("layers", {})
     compiled = _compile_rtl_layers(build, modes, n, work)
-    cpp_model, cpp_failed = None, {}
+    cpp_model, cpp_failed, cpp_compile_s = None, {}, {}
     if "cppsim" in modes.values():
         from .cppsim import compile_cppsim
-        cpp_model, cpp_failed = compile_cppsim(build, work, [k for k, v in modes.items() if v == "cppsim"])
+        cpp_model, cpp_failed, cpp_compile_s = compile_cppsim(build, work, [k for k, v in modes.items() if v == "cppsim"])
         if len(cpp_failed) == sum(v == "cppsim" for v in modes.values()):
             raise SimError("cppsim: no HLS layer compiled against the configured finn-hlslib; first error: "
                            + next(iter(cpp_failed.values())))
@@ -201,6 +202,7 @@ def run_mixed(build: Build, images: np.ndarray, modes: dict, work: Path, log=pri
         if mode == "rtlsim":
             layer, rep.compile_s = compiled[node.name]
             inst = layer.inst
+            t0 = time.time()
             n_out = words_per_image(inst, "out") * n
             packed = pack_input(inst, acts[:, None])
             words, _, _ = layer.run(packed, n_out)  # random valid/ready stalls
@@ -210,18 +212,26 @@ def run_mixed(build: Build, images: np.ndarray, modes: dict, work: Path, log=pri
             if free != words:
                 raise SimError(f"{node.name}: RTL output depends on stalls (AXI-stream protocol problem)")
             rep.cycles_per_image, rep.first_output_cycles = cycles / n, first
+            rep.run_s = round(time.time() - t0, 2)
             log(f"  {node.name:34s} rtlsim  bit-exact {_compare(rep, got, ref)} ({layer.stall}% stalls)  "
                 f"{cycles / n:9.0f} cycles/image (FINN estimate {rep.estimated_cycles})  compile {rep.compile_s} s")
         elif mode == "cppsim":
-            cpp_run = node_executor(cpp_model, next(c for c in cpp_model.graph.node if c.name == node.name))
-            got = np.concatenate([cpp_run(acts[i:i + 1]) for i in tqdm(range(n), desc=f"{node.name} (cppsim)",
-                                                                         leave=False, disable=None)])
-            log(f"  {node.name:34s} cppsim  bit-exact {_compare(rep, got.reshape(ref.shape), ref)}")
+            from .cppsim import CppsimLayer
+            layer = CppsimLayer(cpp_model, next(c for c in cpp_model.graph.node if c.name == node.name))
+            t0, rep.compile_s = time.time(), cpp_compile_s.get(node.name)
+            got = np.concatenate([layer(acts[i:i + CPPSIM_BATCH]) for i in tqdm(
+                range(0, n, CPPSIM_BATCH), desc=f"{node.name} (cppsim)", leave=False, disable=None)])
+            rep.run_s = round(time.time() - t0, 2)
+            log(f"  {node.name:34s} cppsim  bit-exact {_compare(rep, got.reshape(ref.shape), ref)}  "
+                f"{n / max(rep.run_s, 1e-9):.1f} images/s  compile {rep.compile_s} s")
         else:
             got = ref
         acts = got.reshape(ref.shape)
         reports.append(rep)
     return acts.reshape(n, -1)[:, 0].astype(np.int64), reports
+
+
+CPPSIM_BATCH = 2000  # images per run of a layer's cppsim program (bounds its input and output files)
 
 
 def _compare(rep: LayerReport, got: np.ndarray, ref: np.ndarray) -> bool:
@@ -331,11 +341,13 @@ def summary(r: dict) -> str:
              f"  accuracy {r['accuracy_pct']:.2f}% (Brevitas model {r['brevitas_accuracy_pct']:.2f}%), "
              f"top-1 agreement with Brevitas {r['agreement_with_brevitas_pct']:.2f}%"]
     if r["layers"]:
-        lines.append(f"  {'layer':34s} {'mode':7s} {'bit-exact':9s} {'cycles/img':>10s} {'estimate':>9s}")
+        lines.append(f"  {'layer':34s} {'mode':7s} {'bit-exact':9s} {'cycles/img':>10s} {'estimate':>9s} "
+                     f"{'compile s':>9s} {'run s':>7s}")
         for l in r["layers"]:
             be = "" if l["bit_exact_vs_python"] is None else str(l["bit_exact_vs_python"])
             cy = f"{l['cycles_per_image']:10.0f}" if l["cycles_per_image"] else " " * 10
-            lines.append(f"  {l['name']:34s} {l['mode']:7s} {be:9s} {cy} {l['estimated_cycles'] or '':>9}")
+            lines.append(f"  {l['name']:34s} {l['mode']:7s} {be:9s} {cy} {l['estimated_cycles'] or '':>9} "
+                         f"{l.get('compile_s') or '':>9} {l.get('run_s') or '':>7}")
             if l.get("note"):
                 lines.append(f"    {l['note']}")
         if r.get("finn_hlslib"):

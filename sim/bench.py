@@ -1,0 +1,90 @@
+"""make bench-sim: how fast the accelerator's graph simulates, next to the trained model on the same images.
+
+    python -m sim.bench BUILD [BUILD ...] [-n 10000] [--batch-size B] [--finn-images 50]
+
+For each build folder, in one process and one run: the Brevitas model's test-set inference (what
+`python -m training --inference` computes, timed without process start and data loading), the python mode
+(batched exact kernels) on the same images, and FINN's own per-image execution on a sample (its images/s
+only). Prints a table and writes it as JSON (--out).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def bench_build(build_dir: Path, n: int, batch_size: int | None, finn_images: int, data_dir: str = "") -> dict:
+    import torch
+    from training.checkpoint import load, predict
+    from .run import Build, check_batch_size, reference_and_images, run_graph
+    build = Build.load(build_dir)
+    check_batch_size(build, batch_size)
+    images, labels, _, _ = reference_and_images(build, n, data_dir)
+    model, _, _ = load(Path(build.state["checkpoint"]))
+    x = torch.from_numpy(images)
+    t0 = time.time()
+    ref = predict(model, x).argmax(1).numpy()
+    t_brevitas = time.time() - t0
+    t0 = time.time()
+    top1 = run_graph(build, images, "python", batch_size=batch_size)[0]
+    t_python = time.time() - t0
+    k = min(finn_images, len(images))
+    t0 = time.time()
+    finn_top1 = run_graph(build, images[:k], "finn")[0] if k else np.zeros(0, int)
+    t_finn = time.time() - t0
+    return {"build": str(build_dir), "checkpoint": build.state["checkpoint"], "images": int(len(images)),
+            "brevitas_inference_s": round(t_brevitas, 1), "python_sim_s": round(t_python, 1),
+            "ratio": round(t_python / t_brevitas, 2), "python_images_per_s": round(len(images) / t_python, 1),
+            "finn_images_per_s": round(k / t_finn, 1) if k else None,
+            "python_accuracy_pct": float(100 * (top1 == labels).mean()),
+            "agreement_with_brevitas_pct": float(100 * (top1 == ref).mean()),
+            "finn_agrees_on_sample": bool(np.array_equal(finn_top1, top1[:k])),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def table(rows: list) -> str:
+    lines = [f"{'build':44s} {'images':>6s} {'Brevitas s':>10s} {'python s':>9s} {'ratio':>6s} {'python img/s':>12s} "
+             f"{'finn img/s':>10s} {'agree':>7s} {'peak MiB':>8s}"]
+    for r in rows:
+        lines.append(f"{Path(r['build']).name:44s} {r['images']:6d} {r['brevitas_inference_s']:10.1f} "
+                     f"{r['python_sim_s']:9.1f} {r['ratio']:6.2f} {r['python_images_per_s']:12.1f} "
+                     f"{r['finn_images_per_s'] or 0:10.1f} {r['agreement_with_brevitas_pct']:6.2f}% {r['peak_rss_mib']:8d}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from training import compat  # noqa: F401
+    from training.errors import cli
+    return cli(_main, argv)
+
+
+def _main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sim.bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("builds", nargs="+", type=Path, help="build folders of 'python -m hw_build'")
+    p.add_argument("-n", "--images", type=int, default=0, help="first N test images; 0: the whole test set")
+    p.add_argument("--batch-size", type=int, help="images per batch of the python mode (default: sized to memory)")
+    p.add_argument("--finn-images", type=int, default=50, help="images for FINN's per-image execution (its speed)")
+    p.add_argument("--data-dir", default="", help="dataset folder (default: the checkpoint's, then $BNN_DATA_DIR)")
+    p.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    args = p.parse_args(argv)
+    from .run import SimError
+    if args.images < 0 or args.finn_images < 0:
+        raise SimError("-n and --finn-images take N >= 0 images")
+    rows = []
+    for b in args.builds:
+        rows.append(bench_build(b, args.images, args.batch_size, args.finn_images, args.data_dir))
+        print(table(rows[-1:]).splitlines()[-1] if len(rows) > 1 else table(rows), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
