@@ -26,7 +26,7 @@ class HwConfig:
     specialize: Path | None = field(default=None, metadata={"metavar": "FILE", 
         "help": "FINN's specialize_layers config JSON ({\"MVAU_0\": {\"preferred_impl_style\": \"rtl\"}}): an "
                 "8-bit-input MVAU named rtl goes to DSPs (MVAU_rtl + Thresholding). Default: the shipped "
-                "<folding>.specialize.json beside the shipped folding"})
+                "<folding>.specialize.json beside the folding (shipped or given with --folding) when there is one"})
     max_utilization: float = field(default=85.0, metadata={"metavar": "PCT", 
         "help": "fit check: the highest %% of any resource (LUT, BRAM18, URAM, DSP) the design may use, everything "
                 "counted (layers, data-width converters, FIFOs, shell allowance)"})
@@ -102,18 +102,24 @@ def default_out(hw: HwConfig, train_cfg) -> Path:
     return ROOT / "build" / f"{hw.model_id(train_cfg)}_{get_board(hw.board).name}"
 
 
-def shipped_folding(hw: HwConfig, train_cfg, suffix: str = ".json") -> Path | None:
-    """configs/folding/<model>_<precision>_<board>.json, and its .specialize.json (FINN's specialize_layers
-    config: which layers take the RTL implementation) beside it."""
-    p = ROOT / "configs" / "folding" / f"{hw.model_id(train_cfg)}_{get_board(hw.board).name}{suffix}"
+def shipped_folding(hw: HwConfig, train_cfg) -> Path | None:
+    """configs/folding/<model>_<precision>_<board>.json (its .specialize.json, FINN's specialize_layers config
+    naming the layers that take the RTL implementation, beside it)."""
+    p = ROOT / "configs" / "folding" / f"{hw.model_id(train_cfg)}_{get_board(hw.board).name}.json"
     return p if p.is_file() else None
+
+
+def specialize_beside(folding: Path) -> Path | None:
+    """X.specialize.json beside a folding X.json: the pair is one design (which layers are RTL changes the
+    layer names the folding uses)."""
+    p = folding.with_name(folding.name[:-len(".json")] + ".specialize.json") if folding.name.endswith(".json") else None
+    return p if p is not None and p.is_file() else None
 
 
 def check_inputs(hw: HwConfig, train_cfg) -> tuple[Path | None, Path | None]:
     """The folding and specialize files this build uses (given, or shipped beside each other), checked."""
     folding = Path(hw.folding) if hw.folding else (None if hw.target_fps else shipped_folding(hw, train_cfg))
-    specialize = Path(hw.specialize) if hw.specialize else (
-        shipped_folding(hw, train_cfg, ".specialize.json") if folding is not None and not hw.folding else None)
+    specialize = Path(hw.specialize) if hw.specialize else (specialize_beside(folding) if folding else None)
     for what, f in (("folding file", folding), ("specialize config", specialize)):
         _check_json(what, f)
     return folding, specialize

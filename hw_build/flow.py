@@ -46,7 +46,8 @@ def build(hw: HwConfig, log=print) -> Context:
     ctx = Context(hw, board, out, make_finn_cfg(hw, board, out, folding, specialize), train_cfg, model_t)
     log(f"building {src_ck} for {board.name} ({board.part}) at {1000 / hw.clock_ns:.0f} MHz -> {out}")
     log("folding: " + (f"{folding}" if folding else f"automatic to {ctx.finn_cfg.target_fps} FPS")
-        + (f"; RTL layers: {specialize}" if specialize else ""))
+        + (f"; RTL layers: {specialize}" + ("" if hw.specialize else " (the specialize config beside the folding)")
+           if specialize else ""))
 
     if hw.verify_images:
         n = 0 if hw.verify_images < 0 else hw.verify_images

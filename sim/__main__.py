@@ -44,6 +44,8 @@ def _main(argv=None) -> int:
     if args.batch_size is not None and args.mode == "finn":
         raise SimError("--batch-size sizes the batches of the python mode; --mode finn runs image by image: "
                        "drop --batch-size")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise SimError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.workers is not None and args.workers < 1:
         raise SimError(f"--workers must be at least 1, got {args.workers}")
     simulate(args.build, args.mode, args.images, args.data_dir, args.out, args.workers or 2,

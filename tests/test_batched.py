@@ -187,3 +187,31 @@ def test_whole_test_set_simulated_as_brevitas(which, request):
     expected = {"lenet5": 99.20, "vgg_zcu104": 88.21}.get(which)
     if expected:
         assert round(r["accuracy_pct"], 2) == expected
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_shipped_lenet5_hls_layers_in_cppsim_and_rtl_layers_in_verilator(lenet5_build):
+    """auto mode on the shipped LeNet5: every HLS layer in cppsim, every RTL layer in Verilator, each
+    bit-exact with the python mode on 40 real images."""
+    from sim.cppsim import cppsim_available, cppsim_requirements
+    from sim.run import simulate
+    if not cppsim_available():
+        pytest.skip(cppsim_requirements())
+    r = simulate(lenet5_build, "auto", 40, str(DATA), log=lambda *a: None)
+    modes = {l["name"]: l["mode"] for l in r["layers"]}
+    assert all(m == ("rtlsim" if n.split("_")[-2] == "rtl" else "cppsim") for n, m in modes.items()), modes
+    assert all(l["bit_exact_vs_python"] for l in r["layers"]), r["layers"]
+    assert r["agreement_with_brevitas_pct"] == 100.0
+
+
+@pytest.mark.slow
+def test_half_width_vggnet7_hls_layers_in_cppsim(vgg_pynqz1_build):
+    """Every HLS layer of the half-width VGGNet7 (Pynq-Z1 folding) compiled and bit-exact in cppsim."""
+    from sim.cppsim import cppsim_available, cppsim_requirements
+    from sim.run import simulate
+    if not cppsim_available():
+        pytest.skip(cppsim_requirements())
+    r = simulate(vgg_pynqz1_build, "cppsim", 4, str(DATA), log=lambda *a: None)
+    hls = [l for l in r["layers"] if l["name"].split("_")[-2] == "hls"]
+    assert len(hls) >= 12 and all(l["mode"] == "cppsim" and l["bit_exact_vs_python"] for l in hls), hls

@@ -87,6 +87,8 @@ CASES = [
     (S, "--build {d}/empty_dir -n -5", 2, "-n"),
     (S, "--build {d}/empty_dir --workers 0", 2, "--workers"),
     (S, "--build {d}/empty_dir --mode rtlsim --workers 2", 2, "--workers"),
+    (S, "--build {d}/empty_dir --batch-size 0", 2, "--batch-size"),
+    (S, "--build {d}/empty_dir --mode finn --batch-size 5", 2, "--batch-size"),
     (D, "--package {d}/missing", 2, "missing"),
     (D, "--package {d}/pkg --batch 0", 2, "--batch"),
     (D, "--package {d}/pkg -n -5", 2, "-n"),

@@ -81,15 +81,29 @@ def test_max_utilization_refuses_what_the_board_would_not_hold(tiny_run, tmp_pat
     assert hw_main(["--model", str(tiny_run), "--out", str(tmp_path / "b"), "--max-utilization", "0"]) == 2
 
 
-@pytest.mark.skipif(not (PRETRAINED / "model.npz").is_file(), reason="pretrained/lenet5/binary not trained yet")
-def test_pretrained_lenet5_to_codegen_verified_on_100_images(tmp_path):
-    ctx = build(HwConfig(checkpoint=PRETRAINED, board="Pynq-Z1", out=tmp_path, verify_images=100,
-                         data_dir=str(DATA)), log=lambda *a: None)
-    assert all(r.ok and r.top1_agree == 100 for r in ctx.verifier.results)
-    assert "rtl_mvau" in [r.stage for r in ctx.verifier.results]
-    est = ctx.estimates  # the shipped folding: >= 50k FPS within 85% of every resource, everything counted
+@pytest.mark.slow
+def test_pretrained_lenet5_to_codegen_verified_on_the_whole_test_set(lenet5_build):
+    stages = json.loads((lenet5_build / "verification" / "report.json").read_text())["stages"]
+    assert all(r["ok"] and r["top1_agree"] == 10000 for r in stages)
+    assert "rtl_mvau" in [r["stage"] for r in stages]
+    est = json.loads((lenet5_build / "report" / "estimates.json").read_text())
+    # the shipped folding: >= 50k FPS within 85% of every resource, everything counted
     assert est["fps"] >= 50_000 and max(est["utilisation_pct"].values()) <= 85
     assert est["layers"]["MVAU_rtl_0"]["DSP"] > 0 and est["layers"]["MVAU_rtl_0"]["LUT"] == 0  # first layer: DSPs
+
+
+def test_shipped_folding_given_explicitly_takes_its_specialize_config(tmp_path):
+    """--folding X.json uses X.specialize.json beside it (the first layer on DSPs), so the shipped folding
+    given by hand builds as the default does."""
+    lines = []
+    folding = ROOT / "configs" / "folding" / "lenet5_binary_Pynq-Z1.json"
+    build(HwConfig(checkpoint=PRETRAINED, board="Pynq-Z1", folding=folding, out=tmp_path, verify_images=0,
+                   stop_after="folding", data_dir=str(DATA)), log=lines.append)
+    assert any("lenet5_binary_Pynq-Z1.specialize.json (the specialize config beside the folding)" in l for l in lines)
+    from hw_build.build_folder import BuildFolder
+    from qonnx.core.modelwrapper import ModelWrapper
+    m = ModelWrapper(str(BuildFolder(tmp_path).last_stage("folding")))
+    assert [n.name for n in m.graph.node if n.op_type == "MVAU_rtl"] == ["MVAU_rtl_0"]
 
 
 def test_model_too_big_for_the_board_names_resource_and_layers(tmp_path):
@@ -186,29 +200,28 @@ def test_folding_file_of_another_model_and_bad_stop_step(tiny_run, tmp_path):
               log=lambda *a: None)
 
 
-VGG = ROOT / "pretrained" / "vggnet7" / "binary"
 
 
-def test_shipped_vggnet7_to_codegen_on_zcu104_verified_on_real_cifar10(tmp_path):
+@pytest.mark.slow
+def test_shipped_vggnet7_to_codegen_on_zcu104_verified_on_real_cifar10(vgg_zcu104_build):
     """The GPU-trained VGGNet7 (compact checkpoint) with the shipped ZCU104 folding: every stage top-1-identical
     to Brevitas on 10 CIFAR-10 test images, integer scores identical stage to stage, estimates within the
     board with URAM holding the FC weights, HLS/RTL code written for every layer."""
-    ctx = build(HwConfig(checkpoint=VGG, board="ZCU104", out=tmp_path, verify_images=10, data_dir=str(DATA),
-                         stop_after="hw_codegen"), log=lambda *a: None)
-    stages = [r.stage for r in ctx.verifier.results]
-    assert stages[0] == "export" and stages[-1] == "hw_codegen"
-    assert all(r.ok and r.top1_agree == 10 for r in ctx.verifier.results)
-    assert all(r.identical_to_previous_integer_stage for r in ctx.verifier.results[5:])
-    est = ctx.estimates
+    out = vgg_zcu104_build
+    results = json.loads((out / "verification" / "report.json").read_text())["stages"]
+    assert results[0]["stage"] == "export" and results[-1]["stage"] == "hw_codegen"
+    assert all(r["ok"] and r["top1_agree"] == 10 for r in results)
+    assert all(r["identical_to_previous_integer_stage"] for r in results[5:])
+    est = json.loads((out / "report" / "estimates.json").read_text())
     assert est["fps"] > 3000 and est["total"]["URAM"] > 0
     assert all(est["utilisation_pct"][r] < 85 for r in ("LUT", "BRAM_18K", "URAM", "DSP"))
     assert est["layers"]["MVAU_hls_6"]["ram_style"] == "ultra" and est["layers"]["MVAU_hls_5"]["PE"] == 8
-    summary = (tmp_path / "report" / "summary.txt").read_text()
+    summary = (out / "report" / "summary.txt").read_text()
     assert "ram_style" in summary and "24576 x 192" in summary
     from pathlib import Path
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.custom_op.registry import getCustomOp
-    m = ModelWrapper(str(next((tmp_path / "intermediate").glob("*_hw_codegen.onnx"))))
+    m = ModelWrapper(str(next((out / "intermediate").glob("*_hw_codegen.onnx"))))
     dirs = [Path(getCustomOp(n).get_nodeattr("code_gen_dir_ipgen")) for n in m.graph.node]
     assert len(m.get_nodes_by_op_type("MVAU_hls")) == 9 and all(d.is_dir() and any(d.iterdir()) for d in dirs)
 

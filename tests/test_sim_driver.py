@@ -32,9 +32,11 @@ def test_rtlsim_mixed_mode_is_bit_exact_with_stalls(built):
     assert json.loads((built / "sim" / "report_rtlsim.json").read_text())["all_simulated_layers_bit_exact"]
 
 
-def test_cppsim_without_hlslib_says_what_is_missing(built, monkeypatch):
+def test_cppsim_without_hlslib_says_what_is_missing(built, monkeypatch, tmp_path):
+    import sim.cppsim
     monkeypatch.delenv("FINN_HLSLIB", raising=False)
     monkeypatch.delenv("XILINX_HLS", raising=False)
+    monkeypatch.setattr(sim.cppsim, "BESIDE_CHECKOUT", tmp_path / "no-finn-hlslib")
     with pytest.raises(SimError, match="finn-hlslib .*FINN_HLSLIB"):
         simulate(built, "cppsim", 2, str(DATA), log=lambda *a: None)
 
@@ -112,14 +114,24 @@ def test_driver_errors(built, tmp_path):
     assert r.returncode == 2 and "does not fit this model" in r.stderr
 
 
-def test_cppsim_matches_python_when_finn_hlslib_is_present(built):
-    from sim.cppsim import cppsim_available, cppsim_requirements
+def test_every_hls_layer_in_cppsim_is_bit_exact(built):
+    """cppsim against the finn-hlslib beside the checkout (../shared/finn-hlslib, older than finn-plus's pin:
+    the project's pool compatibility layer), every HLS layer compiled, no fallback to python."""
+    from sim.cppsim import cppsim_available, cppsim_requirements, hlslib_dir
     if not cppsim_available():
         pytest.skip(cppsim_requirements())
-    r = simulate(built, "cppsim", 5, str(DATA), log=lambda *a: None)
-    cpp = [l for l in r["layers"] if l["mode"] == "cppsim"]
-    assert cpp and all(l["bit_exact_vs_python"] for l in cpp)
-    assert r["agreement_with_brevitas_pct"] == 100.0
+    r = simulate(built, "cppsim", 60, str(DATA), log=lambda *a: None)
+    hls = [l for l in r["layers"] if l["name"].split("_")[-2] == "hls"]
+    assert {l["name"].split("_")[0] for l in hls} >= {"MVAU", "Pool", "LabelSelect"}
+    assert all(l["mode"] == "cppsim" and l["bit_exact_vs_python"] and not l["note"] for l in hls), hls
+    assert r["agreement_with_brevitas_pct"] == 100.0 and str(hlslib_dir()) in r["finn_hlslib"]
+
+
+def test_batch_size_beyond_memory_is_refused_before_any_work(built):
+    with pytest.raises(SimError, match=r"--batch-size 1000000000 needs about .* GiB.*use --batch-size \d+"):
+        simulate(built, "python", 10, str(DATA), log=lambda *a: None, batch_size=10**9)
+    r = simulate(built, "python", 30, str(DATA), log=lambda *a: None, batch_size=7)  # batches of 7: same result
+    assert r["batch_size"] == 7 and r["agreement_with_brevitas_pct"] == 100.0 and r["peak_rss_mib"] > 0
 
 
 def test_sim_refuses_a_build_whose_checkpoint_changed(built, tmp_path):
