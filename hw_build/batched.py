@@ -57,10 +57,6 @@ class ExactMatMul:
         self.w = w.astype(self.dtype)
         self.offset, self.scale = np.asarray(offset, self.dtype), scale
 
-    @property
-    def exact(self) -> bool:
-        return self.bound is not None
-
     def _finish(self, acc):
         if self.offset.any():
             acc += self.offset

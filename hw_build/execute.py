@@ -1,7 +1,8 @@
-"""Running intermediate FINN models on real images in FINN's Python execution.
+"""Running intermediate FINN models on real images: the batched exact kernels (batched.py) by default,
+FINN's own Python execution as the reference.
 
 A stage's model is either a whole graph (before the dataflow partition) or a dataflow child
-with its parent. Specialized ``_hls`` / ``_rtl`` nodes have no Python execution of their own;
+with its parent. Specialized ``_hls`` / ``_rtl`` nodes have no Python execution of their own in FINN;
 a copy mapped back to the base op type runs FINN's Python model of the same layer.
 """
 from __future__ import annotations

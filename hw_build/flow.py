@@ -16,13 +16,13 @@ from .build_folder import BuildFolder
 from .config import HwConfig, check_inputs, default_out  # noqa: F401  (HwConfig: callers import it from here)
 from .errors import BuildError, DoesNotFit  # noqa: F401  (re-exported for callers)
 from .finn_env import ToolMissing
+from training.folder_lock import FolderLock
 from .steps import STEPS, TOOL_STEPS, Context, make_finn_cfg
 
 
 def build(hw: HwConfig, log=print) -> Context:
     """Runs the flow; returns the context (estimates, verification, timings)."""
-    from training.checkpoint import load, predict
-    from training.data import make_splits
+    from training.checkpoint import load
 
     hw.validate()
     board = get_board(hw.board)
@@ -37,8 +37,16 @@ def build(hw: HwConfig, log=print) -> Context:
         raise BuildError(f"{src_ck} is a float model; FINN builds quantized nets (binarize: true)")
     folding, specialize = check_inputs(hw, train_cfg)
     folder = BuildFolder(Path(hw.out) if hw.out else default_out(hw, train_cfg))  # inputs checked: now write
+    with FolderLock(folder.root, "build folder") as lock:
+        if lock.took_over_from:
+            log(f"{folder.root}: taking over from process {lock.took_over_from}, which ended without finishing")
+        return _build(hw, board, steps, model_t, train_cfg, src_ck, folding, specialize, folder, log)
+
+
+def _build(hw, board, steps, model_t, train_cfg, src_ck, folding, specialize, folder, log) -> Context:
+    from training.checkpoint import predict
+    from training.data import make_splits
     out = folder.root
-    out.mkdir(parents=True, exist_ok=True)
     ck_path = folder.checkpoint_copy(src_ck.suffix)  # its own copy (.pt or .npz): sim and driver compare with it
     if src_ck.resolve() != ck_path.resolve():
         shutil.copyfile(src_ck, ck_path)

@@ -42,16 +42,17 @@ def _main(argv=None) -> int:
         raise SpecError(f"--workers must be >= 0, got {args.workers}")
     spec = load_spec(args.spec, args.quick)
     out = (args.out or ROOT / "results" / "study" / (spec.name + ("_quick" if args.quick else ""))).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     data = str(data_dir(args.data_dir))
-    print(f"study {spec.name}: {len(spec.points)} option sets x {len(spec.fps)} frame-rate targets on {spec.board} "
-          f"-> {out}", flush=True)
-    results = run_sweep(spec, out, data, args.cluster, args.workers)
-    table = rows(results)
-    write_table(table, out / "table.csv")
-    plot(table, out, spec.board)
-    text = findings(table, next(iter(spec.points)))
-    (out / "findings.md").write_text(text)
+    from training.folder_lock import FolderLock
+    with FolderLock(out, "study output folder"):  # a second study on the same folder is refused
+        print(f"study {spec.name}: {len(spec.points)} option sets x {len(spec.fps)} frame-rate targets on "
+              f"{spec.board} -> {out}", flush=True)
+        results = run_sweep(spec, out, data, args.cluster, args.workers)
+        table = rows(results)
+        write_table(table, out / "table.csv")
+        plot(table, out, spec.board)
+        text = findings(table, next(iter(spec.points)))
+        (out / "findings.md").write_text(text)
     print(text + f"-> {out / 'table.csv'}, {out / 'pareto_lut.png'}, {out / 'pareto_fps.png'}, {out / 'findings.md'}")
     return 0
 

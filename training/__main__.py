@@ -44,6 +44,11 @@ def _main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
         overrides = overrides_from(args)
+        mode = next((f for f, v in (("--inference", args.inference), ("--export", args.export),
+                                    ("--finish", args.finish), ("--resume", args.resume)) if v), None)
+        if args.params and mode:  # the checkpoint's or run's own config decides: a preset would be ignored
+            raise ConfigError(f"{mode} takes the configuration from the checkpoint or run folder; --params "
+                              f"{args.params} would be ignored: drop it")
         if args.inference or args.export:
             from .checkpoint import evaluate_checkpoint
             from .export import export_checkpoint
@@ -69,6 +74,11 @@ def _main(argv=None) -> int:
             cfg = load_config_of(args.resume)
             if overrides:
                 raise ConfigError(f"--resume continues with the run's own params.yml; drop {', '.join(overrides)}")
+            from .run_folder import resume_point
+            if resume_point(args.resume, cfg) is None:
+                print(f"{args.resume} has trained all {cfg.epochs} epochs: nothing to resume, nothing changed "
+                      f"(its end again: python -m training --finish {args.resume})")
+                return 0
             train(cfg, resume=args.resume)
             return 0
         if not args.params and not overrides:

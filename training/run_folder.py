@@ -57,6 +57,9 @@ class Run:
                 break
             except FileExistsError:
                 d = Path(cfg.results) / run_id / f"run-{stamp}-{k}"
+            except OSError as e:  # e.g. a folder under /proc: exists, looks writable, takes no folders
+                raise ConfigError(f"results: cannot create the run folder {d} ({e.strerror}); give --results "
+                                  f"a writable folder") from None
         run = cls(d)
         run.write_params(cfg)
         with open(d / "metrics.csv", "w", newline="") as f:
@@ -91,3 +94,23 @@ def load_config_of(run_dir: Path) -> TrainConfig:
     if not p.is_file():
         raise ConfigError(f"{run_dir} is not a run folder (no params.yml)")
     return TrainConfig.from_dict(yaml.safe_load(p.read_text()) or {}, str(p), validate=False)
+
+
+def resume_point(run_dir: Path, cfg: TrainConfig) -> int | None:
+    """The epoch a resume continues after, or None when the run has already trained all its epochs. A run
+    without last.pt, one whose last.pt is damaged, and a params.yml edited since last.pt was written are
+    refused naming what to do (the schedule, width and data all follow the run's recorded config)."""
+    last = run_dir / "last.pt"
+    again = f"start it again: python -m training {run_dir.parent.name} --params {run_dir / 'params.yml'}"
+    if not last.is_file():
+        raise ConfigError(f"{run_dir} has no resume point (no last.pt: it stopped during its first epoch); {again}")
+    try:
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        recorded = TrainConfig.from_dict(ck["config"], str(last), validate=False).to_dict()
+    except Exception as e:  # any unreadable checkpoint: a user file, not a bug
+        raise ConfigError(f"{last} is damaged ({type(e).__name__}: {str(e)[:120]}); {again}") from None
+    changed = [f"{k}: {recorded.get(k)!r} -> {v!r}" for k, v in cfg.to_dict().items() if recorded.get(k) != v]
+    if changed:
+        raise ConfigError(f"{run_dir / 'params.yml'} was edited after the run started ({'; '.join(changed)}); "
+                          f"--resume continues the run as it was started: restore those values, or {again}")
+    return None if ck["epoch"] >= cfg.epochs else ck["epoch"]

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from .config import ConfigError, TrainConfig
 from .data import batches, make_splits
+from .folder_lock import FolderLock
 from .models import build_model, weight_layers
 from .run_folder import Run, check_writable, load_config_of, save_atomic, write_text_atomic  # noqa: F401
 
@@ -121,47 +122,49 @@ def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=pr
     """Trains, writing everything into the run folder; returns it. Resumes from last.pt when given."""
     t_start = time.time()
     s = _start(cfg, run_id, resume, log)
-    cfg = s.cfg  # with 'auto' precision and compile resolved
-    stop = {"signal": None}
+    # one process per run folder: a second resume of the same folder is refused, naming this process
+    with FolderLock(s.run.dir, "run folder") if s.run is not None and s.rank == 0 else nullcontext():
+        cfg = s.cfg  # with 'auto' precision and compile resolved
+        stop = {"signal": None}
 
-    def on_signal(signum, frame):
-        stop["signal"] = signal.Signals(signum).name
+        def on_signal(signum, frame):
+            stop["signal"] = signal.Signals(signum).name
 
-    main = threading.current_thread() is threading.main_thread()  # a worker thread (Dask) cannot take signals
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
-    epoch, times = s.start_epoch, []
-    current = epoch + 1  # the epoch in progress
-    try:
-        while epoch < cfg.epochs:
-            t0, current = time.time(), epoch + 1
-            sums = _train_epoch(s, epoch, stop)
-            epoch = current
+        main = threading.current_thread() is threading.main_thread()  # a worker thread (Dask) cannot take signals
+        old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
+        epoch, times = s.start_epoch, []
+        current = epoch + 1  # the epoch in progress
+        try:
+            while epoch < cfg.epochs:
+                t0, current = time.time(), epoch + 1
+                sums = _train_epoch(s, epoch, stop)
+                epoch = current
+                if s.rank:
+                    continue
+                _end_epoch(s, epoch, sums, t0, log)
+                times.append(time.time() - t0)
+                if cfg.time_budget and s.start_epoch == 0 and epoch == BUDGET_EPOCHS:
+                    _fit_budget(s, epoch, times, time.time() - t_start, log)
+                if stop["signal"]:
+                    raise Interrupted(stop["signal"])
+        except Interrupted as e:
             if s.rank:
-                continue
-            _end_epoch(s, epoch, sums, t0, log)
-            times.append(time.time() - t0)
-            if cfg.time_budget and s.start_epoch == 0 and epoch == BUDGET_EPOCHS:
-                _fit_budget(s, epoch, times, time.time() - t_start, log)
-            if stop["signal"]:
-                raise Interrupted(stop["signal"])
-    except Interrupted as e:
-        if s.rank:
+                raise
+            save_atomic({"model": s.model.state_dict(), "config": cfg.to_dict(), "epoch": current,
+                         "partial": True}, s.run.dir / "interrupted.pt")
+            log(f"\n{e}: stopped in epoch {current}; last saved epoch is in {s.run.dir / 'last.pt'}. "
+                f"Continue with: python -m training --resume {s.run.dir}")
             raise
-        save_atomic({"model": s.model.state_dict(), "config": cfg.to_dict(), "epoch": current,
-                     "partial": True}, s.run.dir / "interrupted.pt")
-        log(f"\n{e}: stopped in epoch {current}; last saved epoch is in {s.run.dir / 'last.pt'}. "
-            f"Continue with: python -m training --resume {s.run.dir}")
-        raise
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-        if s.world > 1 or "LOCAL_RANK" in os.environ:
-            import torch.distributed as dist
-            dist.destroy_process_group()
-    if s.rank:
-        return None
-    finish(s.run, cfg, s.splits, s.device, log)
-    return s.run.dir
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+            if s.world > 1 or "LOCAL_RANK" in os.environ:
+                import torch.distributed as dist
+                dist.destroy_process_group()
+        if s.rank:
+            return None
+        finish(s.run, cfg, s.splits, s.device, log)
+        return s.run.dir
 
 
 BUDGET_EPOCHS = 3  # epochs timed before a time budget sets the number of epochs (the first includes compiling)

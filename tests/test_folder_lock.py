@@ -1,0 +1,81 @@
+"""One process per output folder: a build folder, a run folder or a study output folder held by another
+process is refused at once (exit 2, one line naming the folder and the holder); a lock left by a killed
+process is taken over."""
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import DATA, ROOT, init_checkpoint
+
+HOLD = ("import sys, time; from training.folder_lock import FolderLock; "
+        "FolderLock(sys.argv[1], 'holder').acquire(); print('held', flush=True); time.sleep(120)")
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """A separate process holding the lock of a folder, as a running build would."""
+    procs = []
+
+    def hold(folder):
+        p = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "held"
+        procs.append(p)
+        return p
+    yield hold
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def _run(*args):
+    env = {**os.environ, "BNN_DATA_DIR": str(DATA)}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+
+
+def _refused(r, folder, pid):
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert lines[-1].startswith("error:") and str(folder) in lines[-1] and f"process {pid}" in lines[-1], lines
+
+
+@pytest.mark.needs_data
+def test_second_build_into_a_held_folder_is_refused_and_a_killed_holder_is_taken_over(tmp_path, holder):
+    ck = init_checkpoint(tmp_path / "ok.pt", model="lenet5", dataset="mnist", width_scale=0.25)
+    out = tmp_path / "build"
+    p = holder(out)
+    r = _run("-m", "hw_build", "--model", str(ck), "--out", str(out), "--verify-images", "0", "--stop-after", "export")
+    _refused(r, out, p.pid)
+    assert sorted(f.name for f in out.iterdir()) == [".lock"]  # nothing of the build written
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    r = _run("-m", "hw_build", "--model", str(ck), "--out", str(out), "--verify-images", "0", "--stop-after", "export")
+    assert r.returncode == 0, r.stderr
+    assert f"taking over from process {p.pid}" in r.stdout and (out / "model.onnx").is_file()
+
+
+def unfinished_copy(run, dest):
+    """A copy of a finished run whose last.pt says epoch 1 of 2: a run that can be resumed."""
+    import shutil
+    import torch
+    shutil.copytree(run, dest)
+    ck = torch.load(dest / "last.pt", weights_only=False)
+    ck["epoch"] = 1
+    torch.save(ck, dest / "last.pt")
+    return dest
+
+
+@pytest.mark.needs_data
+def test_resuming_a_run_folder_in_use_is_refused(tiny_run, holder, tmp_path):
+    run = unfinished_copy(tiny_run, tmp_path / "tiny" / "run-1")
+    p = holder(run)
+    _refused(_run("-m", "training", "--resume", str(run)), run, p.pid)
+
+
+def test_a_study_on_a_held_output_folder_is_refused(tmp_path, holder):
+    out = tmp_path / "study"
+    p = holder(out)
+    _refused(_run("-m", "study", str(ROOT / "configs" / "study" / "lenet5.yml"), "--quick", "--out", str(out)),
+             out, p.pid)
