@@ -53,13 +53,26 @@ def parser():
     return p
 
 
+def _read_json(path: Path, key: str = "") -> dict:
+    """A package file: UTF-8 JSON holding a mapping (with `key`), else one line naming the file (the project's
+    read_user_file, mirrored: driver/ runs alone on the board)."""
+    fix = "copy the package again from the build's deploy/ folder (make build / make bitstream)"
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InferError(f"{path} is not valid JSON text ({' '.join(str(e).split())[:120]}); {fix}") from None
+    if not isinstance(data, dict) or (key and not isinstance(data.get(key), dict)):
+        raise InferError(f"{path} is not a deployment package's {path.name}{f' (no {key})' if key else ''}; {fix}")
+    return data
+
+
 def load_package(pkg: Path, n: int):
     for f in ("settings.json", "data/test_x.npy", "data/test_y.npy"):
         if not (pkg / f).is_file():
             raise InferError(f"{pkg / f} not found: --package must be a deployment package "
                              f"(build/<model>_<board>/deploy, made by 'make build' / 'make bitstream')")
-    settings = json.loads((pkg / "settings.json").read_text())["driver_information"]
-    info = json.loads((pkg / "package.json").read_text()) if (pkg / "package.json").is_file() else {}
+    settings = _read_json(pkg / "settings.json", "driver_information")["driver_information"]
+    info = _read_json(pkg / "package.json") if (pkg / "package.json").is_file() else {}
     x, y = np.load(pkg / "data" / "test_x.npy"), np.load(pkg / "data" / "test_y.npy")
     if n:
         x, y = x[:n], y[:n]

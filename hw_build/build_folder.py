@@ -54,7 +54,12 @@ class BuildFolder:
         tmp.replace(self.state_file)
 
     def read_state(self) -> dict | None:
-        return json.loads(self.state_file.read_text()) if self.state_file.is_file() else None
+        if not self.state_file.is_file():
+            return None
+        from training.errors import read_user_file
+        from .errors import BuildError
+        return read_user_file(self.state_file, "build state", "json", "build again into this folder (python -m "
+                              "hw_build ... --out FOLDER) or into a new one", BuildError)
 
     def estimates(self) -> dict:
         return json.loads(self.estimates_file.read_text()) if self.estimates_file.is_file() else {}

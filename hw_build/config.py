@@ -2,7 +2,6 @@
 and how a build finds its inputs (shipped folding, output folder)."""
 from __future__ import annotations
 
-import json
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
@@ -129,12 +128,7 @@ def _check_json(what: str, path: Path | None) -> None:
     """A folding or specialize file must exist and hold a JSON object keyed by layer name."""
     if path is None:
         return
-    if not path.is_file():
-        raise BuildError(f"{what} {path} not found")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BuildError(f"{what} {path} is not valid JSON ({e}); FINN's format: "
-                         f'{{"MVAU_hls_0": {{"PE": 4, "SIMD": 8}}, ...}}') from None
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+    from training.errors import read_user_file
+    data = read_user_file(path, what, "json", 'FINN\'s format: {"MVAU_hls_0": {"PE": 4, "SIMD": 8}, ...}', BuildError)
+    if not all(isinstance(v, dict) for v in data.values()):
         raise BuildError(f"{what} {path} must map layer names to attribute objects (FINN's format)")

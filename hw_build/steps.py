@@ -121,10 +121,20 @@ def _check_folding_covers(model, path) -> None:
     missing = sorted(n for n in hw - names if not n.startswith(("FMPadding", "LabelSelect", "StreamingDataWidth")))
     unknown = sorted(names - hw)
     bad = _indivisible_folding(model)
+    rtl = [n for n in unknown if "_rtl_" in n]
+    if rtl and _has_no_rtl_mvau(model):
+        raise BuildError(f"folding file {path} names RTL layers {rtl} that this build made HLS: the folding was made "
+                         f"with a specialize config (which layers are RTL); give it with --specialize FILE "
+                         f"(e.g. the .specialize.json beside the shipped folding)")
     if unknown or missing or bad:
         raise BuildError(f"folding file {path} does not match this model: unknown layers {unknown}, "
                          f"layers without an entry {missing}, folding that does not divide the layer {bad}. "
                          f"Start from finn/report/auto_folding_config.json of a --target-fps build")
+
+
+def _has_no_rtl_mvau(model) -> bool:
+    """No layer of the model was given the RTL MVAU (the specialize config's work)."""
+    return not any(n.op_type == "MVAU_rtl" for n in model.graph.node)
 
 
 def _indivisible_folding(model) -> list:

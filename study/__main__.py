@@ -43,6 +43,8 @@ def _main(argv=None) -> int:
     spec = load_spec(args.spec, args.quick)
     out = (args.out or ROOT / "results" / "study" / (spec.name + ("_quick" if args.quick else ""))).resolve()
     data = str(data_dir(args.data_dir))
+    if args.cluster:
+        check_cluster(args.cluster)
     from training.folder_lock import FolderLock
     with FolderLock(out, "study output folder"):  # a second study on the same folder is refused
         print(f"study {spec.name}: {len(spec.points)} option sets x {len(spec.fps)} frame-rate targets on "
@@ -55,6 +57,26 @@ def _main(argv=None) -> int:
         (out / "findings.md").write_text(text)
     print(text + f"-> {out / 'table.csv'}, {out / 'pareto_lut.png'}, {out / 'pareto_fps.png'}, {out / 'findings.md'}")
     return 0
+
+
+def check_cluster(cluster: str) -> None:
+    """--cluster local:N or tcp://HOST:PORT with a scheduler answering there, before anything is written."""
+    import re
+    import socket
+    from training.errors import ToolError
+    from .spec import SpecError
+    if re.fullmatch(r"local:[1-9]\d*", cluster):
+        return
+    m = re.fullmatch(r"tcp://([^:/]+):(\d+)", cluster)
+    if not m:
+        raise SpecError(f"--cluster {cluster}: give local:N (N worker processes here) or tcp://HOST:PORT "
+                        f"(a running Dask scheduler)")
+    try:
+        socket.create_connection((m.group(1), int(m.group(2))), timeout=5).close()
+    except OSError as e:
+        raise ToolError(f"--cluster {cluster}: no Dask scheduler answers there ({e.strerror or e}); start one "
+                        f"('dask scheduler', then 'dask worker {cluster}' in the project's environment) or use "
+                        f"--cluster local:2") from None
 
 
 if __name__ == "__main__":

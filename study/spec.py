@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from training.errors import UserError
 
@@ -34,7 +33,8 @@ class Spec:
         """The resolved TrainConfig of one option set (preset, then the schedule, then the option set)."""
         from training.config import resolve
         try:
-            cfg, _ = resolve(str(ROOT / self.base), {**self.train, **self.points[name]})
+            cfg, _ = resolve(str(ROOT / self.base), {**self.train, **self.points[name]},
+                             f"spec point {name!r} or its train: block")
         except UserError as e:
             raise SpecError(f"point {name!r}: {e}") from None
         return cfg
@@ -51,13 +51,9 @@ KEYS = {"name", "base", "train", "points", "board", "fps", "verify_images", "spe
 
 
 def load_spec(path: Path, quick: bool = False) -> Spec:
+    from training.errors import read_user_file
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"spec {path} not found; see configs/study/")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SpecError(f"spec {path} is not valid YAML: {' '.join(str(e).split())}") from None
+    raw = read_user_file(path, "spec", "yaml", "see configs/study/lenet5.yml", SpecError)
     if not isinstance(raw, dict) or not raw.get("points"):
         raise SpecError(f"spec {path} needs at least 'base' and 'points' (see configs/study/lenet5.yml)")
     if quick:  # the tiny grid: the spec's own quick: block replaces what it names

@@ -27,6 +27,21 @@ def inputs(tmp_path_factory):
     (d / "bad.json").write_text("{not json")
     (d / "list.json").write_text("[1, 2]")
     (d / "a_file").write_text("x")
+    junk = b"\x80\x81\xfe\xff\x00binary"  # not UTF-8 text
+    for name in ("binary.yml", "binary.json"):
+        (d / name).write_bytes(junk)
+    (d / "trunc.json").write_text('{"MVAU_hls_0": {"PE": 4, "SI')
+    (d / "trunc.yml").write_text("name: x\npoints: [a,\n")
+    (d / "run_junk").mkdir()
+    (d / "run_junk" / "params.yml").write_bytes(junk)
+    (d / "run_broken").mkdir()
+    (d / "run_broken" / "params.yml").write_text("model: [lenet5\n")
+    (d / "build_junk").mkdir()
+    (d / "build_junk" / "build_state.json").write_text('{"done": ["export", ')
+    (d / "pkg_trunc" / "data").mkdir(parents=True)
+    (d / "pkg_trunc" / "settings.json").write_text('{"driver_information": {"io_sh')
+    np.save(d / "pkg_trunc" / "data" / "test_x.npy", np.zeros((4, 28, 28, 1), np.uint8))
+    np.save(d / "pkg_trunc" / "data" / "test_y.npy", np.zeros(4, np.uint8))
     pkg = d / "pkg"  # a deployment package with the wrong image shape
     (pkg / "data").mkdir(parents=True)
     (pkg / "settings.json").write_text(json.dumps({"driver_information": {"io_shape_dict": {
@@ -36,7 +51,7 @@ def inputs(tmp_path_factory):
     return d
 
 
-T, H, S, D = "training", "hw_build", "sim", "driver"
+T, H, S, D, Y = "training", "hw_build", "sim", "driver", "study"
 # (command, arguments with {d} for the inputs folder and {o} for an output that must not appear, code, words)
 CASES = [
     (T, "x --params configs/lenet5_binary.yml --lr nan --results {o}", 2, "lr"),
@@ -98,6 +113,17 @@ CASES = [
     (D, "--package {d}/pkg --backend sim", 2, "does not fit"),
     (D, "--package {d}/pkg --backend sim --batch 10", 2, "--batch"),
     (D, "--package {d}/pkg --sim-mode rtlsim", 2, "--sim-mode"),
+    # files that are not what they claim: one reader (training.errors.read_user_file) for every file type
+    (T, "x --params {d}/binary.yml", 2, "binary.yml is not UTF-8 text"),
+    (T, "--resume {d}/run_junk", 2, "params.yml is not UTF-8 text"),
+    (T, "--resume {d}/run_broken", 2, "params.yml is not valid YAML"),
+    (H, "--model {d}/ok.pt --folding {d}/binary.json --out {o}", 2, "binary.json is not UTF-8 text"),
+    (H, "--model {d}/ok.pt --folding {d}/trunc.json --out {o}", 2, "trunc.json is not valid JSON"),
+    (H, "--model {d}/ok.pt --folding {d}/list.json --out {o}", 2, "holds a list"),
+    (S, "--build {d}/build_junk", 2, "build_state.json is not valid JSON"),
+    (D, "--package {d}/pkg_trunc --backend sim", 2, "settings.json is not valid JSON"),
+    (Y, "{d}/binary.yml --out {o}", 2, "binary.yml is not UTF-8 text"),
+    (Y, "{d}/trunc.yml --out {o}", 2, "trunc.yml is not valid YAML"),
     (H, "--model {d}/ok.pt --folding {d}/list.json --mvau-wwidth-max 64 --out {o}", 2, "--mvau-wwidth-max"),
 ]
 

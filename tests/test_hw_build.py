@@ -106,6 +106,14 @@ def test_shipped_folding_given_explicitly_takes_its_specialize_config(tmp_path):
     assert [n.name for n in m.graph.node if n.op_type == "MVAU_rtl"] == ["MVAU_rtl_0"]
 
 
+def test_a_folding_copied_without_its_specialize_config_names_the_cause(tmp_path):
+    import shutil
+    folding = shutil.copy(ROOT / "configs" / "folding" / "lenet5_binary_Pynq-Z1.json", tmp_path / "mine.json")
+    with pytest.raises(BuildError, match=r"names RTL layers \['MVAU_rtl_0', 'Thresholding_rtl_0'\].*--specialize"):
+        build(HwConfig(checkpoint=PRETRAINED, board="Pynq-Z1", folding=folding, out=tmp_path / "o", verify_images=0,
+                       stop_after="folding", data_dir=str(DATA)), log=lambda *a: None)
+
+
 def test_model_too_big_for_the_board_names_resource_and_layers(tmp_path):
     ck = _init_checkpoint(tmp_path / "wide.pt", width_scale=4.0)
     with pytest.raises(DoesNotFit, match=r"BRAM_18K: \d+ of 280 \(\d+\.\d%, limit 85%; most used by MVAU"):

@@ -57,11 +57,22 @@ def test_rerun_skips_finished_points_and_a_new_point_trains_alone(quick, tmp_pat
     ("base: configs/lenet5_binary.yml\nboard: Zedboard\npoints: {a: {}}\n", "Zedboard"),
     ("base: configs/lenet5_binary.yml\ncolour: red\npoints: {a: {}}\n", "unknown keys"),
     ("base: [\n", "not valid YAML"),
+    ("base: configs/lenet5_binary.yml\npoints: {a: {widht_scale: 0.5}}\n", "unknown option widht_scale (spec point 'a'"),
+    ("base: configs/lenet5_binary.yml\ntrain: {epochs: many}\npoints: {a: {}}\n", "epochs (spec point 'a' or its train"),
 ])
 def test_bad_specs_are_refused_before_any_work(text, words, tmp_path, capsys):
     from study.__main__ import main
     spec = tmp_path / "s.yml"
     spec.write_text(text)
     assert main([str(spec), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("cluster,code,words", [("tcp://127.0.0.1:9", 3, "no Dask scheduler answers"),
+                                                ("127.0.0.1:8786", 2, "tcp://HOST:PORT")])
+def test_an_unreachable_or_malformed_cluster_is_refused_before_any_work(cluster, code, words, tmp_path, capsys):
+    from study.__main__ import main
+    assert main([str(SPEC), "--quick", "--cluster", cluster, "--out", str(tmp_path / "o")]) == code
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err and not (tmp_path / "o").exists()

@@ -12,7 +12,6 @@ import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import yaml
 from .errors import UserError
 
 CHOICES = {
@@ -157,11 +156,16 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict, source: str, overrides: dict | None = None,
-                  validate: bool = True) -> "TrainConfig":
+                  validate: bool = True, overrides_source: str = "command line") -> "TrainConfig":
         """The one way a config is read back (presets, checkpoints, run folders): each known key coerced to its
-        field's type (errors name the source), keys of other versions ignored, then the command line's overrides."""
+        field's type (errors name the source), keys of other versions ignored, then the overrides (from the
+        command line, or what overrides_source names), whose keys must be known."""
+        unknown = sorted(set(overrides or {}) - set(FIELDS))
+        if unknown:
+            raise ConfigError(f"unknown option {', '.join(unknown)} ({overrides_source}); options are the preset "
+                              f"keys (python -m training --help)")
         v = {k: coerce(FIELDS[k], x, source) for k, x in values.items() if k in FIELDS}
-        v.update({k: coerce(FIELDS[k], x, "command line") for k, x in (overrides or {}).items()})
+        v.update({k: coerce(FIELDS[k], x, overrides_source) for k, x in (overrides or {}).items()})
         cfg = cls(**v)
         if validate:
             cfg.validate()
@@ -228,17 +232,12 @@ FIELDS = {f.name: f for f in fields(TrainConfig)}
 
 
 def load_preset(path: str | Path) -> dict:
+    from .errors import read_user_file
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"preset {path} not found; presets are in configs/ (e.g. configs/lenet5_binary.yml)")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"preset {path} is not valid YAML: {e}") from None
+    data = read_user_file(path, "preset", "yaml", "presets are YAML in configs/ (e.g. configs/lenet5_binary.yml)",
+                          ConfigError)
     if not data:
         raise ConfigError(f"preset {path} is empty; a preset names at least its model (see configs/*.yml)")
-    if not isinstance(data, dict):
-        raise ConfigError(f"preset {path} must be a mapping of keys to values")
     if "model" not in data:
         raise ConfigError(f"preset {path} does not name its model (model: lenet5 or vggnet7)")
     unknown = sorted(set(data) - set(FIELDS))
@@ -248,9 +247,10 @@ def load_preset(path: str | Path) -> dict:
     return {k: coerce(FIELDS[k], v, str(path)) for k, v in data.items()}
 
 
-def resolve(preset: str | None, overrides: dict) -> tuple[TrainConfig, set]:
-    """Preset values, then command-line overrides (which win). Returns the config and the overridden keys."""
-    cfg = TrainConfig.from_dict(load_preset(preset) if preset else {}, str(preset), overrides)
+def resolve(preset: str | None, overrides: dict, overrides_source: str = "command line") -> tuple[TrainConfig, set]:
+    """Preset values, then overrides (which win). Returns the config and the overridden keys."""
+    cfg = TrainConfig.from_dict(load_preset(preset) if preset else {}, str(preset), overrides,
+                                overrides_source=overrides_source)
     return cfg, set(overrides)
 
 

@@ -36,3 +36,29 @@ def cli(main, argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted: what was computed so far is kept", file=sys.stderr)
         return 130
+
+
+def read_user_file(path, what: str, fmt: str, fix: str, error=UserError, expect=dict):
+    """The one reader of files a user hands over (presets, params.yml, folding and specialize JSON, study
+    specs, build states): a missing file, one that is not UTF-8 text, not valid YAML/JSON (also: cut short)
+    or not of the expected top-level type is refused as `error`, one line naming the file, what is wrong and
+    `fix`. Returns the parsed data (an empty YAML file reads as None)."""
+    import json
+    from pathlib import Path
+
+    import yaml
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} {path} {'is not a file' if path.exists() else 'not found'}; {fix}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{what} {path} is not UTF-8 text (a binary or damaged file?); {fix}") from None
+    try:
+        data = yaml.safe_load(text) if fmt == "yaml" else json.loads(text)
+    except (yaml.YAMLError, ValueError) as e:
+        raise error(f"{what} {path} is not valid {fmt.upper()} ({one_line(e)[:160]}); {fix}") from None
+    if expect is not None and data is not None and not isinstance(data, expect):
+        kind = {dict: "a mapping of names to values", list: "a list"}.get(expect, expect.__name__)
+        raise error(f"{what} {path} holds a {type(data).__name__}, not {kind}; {fix}")
+    return data

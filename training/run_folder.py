@@ -90,10 +90,13 @@ class Run:
 
 
 def load_config_of(run_dir: Path) -> TrainConfig:
+    from .errors import read_user_file
     p = run_dir / "params.yml"
     if not p.is_file():
         raise ConfigError(f"{run_dir} is not a run folder (no params.yml)")
-    return TrainConfig.from_dict(yaml.safe_load(p.read_text()) or {}, str(p), validate=False)
+    fix = f"a run folder's params.yml is written by training; restore it or start a new run with --params"
+    return TrainConfig.from_dict(read_user_file(p, "run parameters", "yaml", fix, ConfigError) or {}, str(p),
+                                 validate=False)
 
 
 def resume_point(run_dir: Path, cfg: TrainConfig) -> int | None:
