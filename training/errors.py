@@ -6,7 +6,11 @@ tool, 130 for an interrupted run (what was computed is kept). Anything else is a
 """
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
+
+import yaml
 
 
 class UserError(Exception):
@@ -43,10 +47,6 @@ def read_user_file(path, what: str, fmt: str, fix: str, error=UserError, expect=
     specs, build states): a missing file, one that is not UTF-8 text, not valid YAML/JSON (also: cut short)
     or not of the expected top-level type is refused as `error`, one line naming the file, what is wrong and
     `fix`. Returns the parsed data (an empty YAML file reads as None)."""
-    import json
-    from pathlib import Path
-
-    import yaml
     path = Path(path)
     if not path.is_file():
         raise error(f"{what} {path} {'is not a file' if path.exists() else 'not found'}; {fix}")
