@@ -16,7 +16,7 @@ from training import compat  # noqa: E402,F401
 FINN_MODULES = {"test_hw_build.py", "test_sim_driver.py", "test_packing.py"}
 SLOW = {"test_shipped_vggnet7_to_codegen_on_zcu104",
         "test_uram_weights_are_written_at_start_by_the_driver", "test_deploy_package_runs_on_a_stock_pynq_python",
-        "test_rtlsim_mixed_mode_is_bit_exact_with_stalls", "test_pretrained_vggnet7"}
+        "test_rtlsim_mixed_mode_is_bit_exact_with_stalls"}
 
 
 def pytest_collection_modifyitems(config, items):
