@@ -94,10 +94,6 @@ class StageRunner:
         top1 = out.reshape(len(x), -1)[:, 0].astype(np.int64) if self.score else scores.argmax(1)
         return top1, scores
 
-    def run_one(self, x_nchw: np.ndarray) -> tuple[int, np.ndarray]:
-        top1, scores = self.run_batch(x_nchw)
-        return int(top1[0]), scores[0]
-
     def run(self, images: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray]:
         tops, scores = [], []
         for i in range(0, len(images), self.batch_size):

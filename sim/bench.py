@@ -22,9 +22,9 @@ import numpy as np
 def bench_build(build_dir: Path, n: int, batch_size: int | None, finn_images: int, data_dir: str = "") -> dict:
     import torch
     from training.checkpoint import load, predict
-    from .run import Build, check_batch_size, reference_and_images, run_graph
+    from .run import Build, reference_and_images, resolve_batch_size, run_graph
     build = Build.load(build_dir)
-    check_batch_size(build, batch_size)
+    batch_size = resolve_batch_size(build, "python", batch_size)
     images, labels, _, _ = reference_and_images(build, n, data_dir)
     model, _, _ = load(Path(build.state["checkpoint"]))
     x = torch.from_numpy(images)

@@ -262,19 +262,24 @@ def _compile_rtl_layers(build: Build, modes: dict, n_images: int, work: Path) ->
 
 # --- entry ---------------------------------------------------------------------------------------
 
-def check_batch_size(build: Build, batch_size: int | None) -> None:
-    """A batch whose working set would not fit the memory available now is refused before any work."""
-    if batch_size is None:
-        return
-    if batch_size < 1:
+def resolve_batch_size(build: Build, mode: str, batch_size: int | None) -> int:
+    """The batch the python kernels run (1 for finn mode): the one given, checked against the memory available
+    now before any work, or sized to BATCH_MEMORY."""
+    if mode == "finn":
+        return 1
+    if batch_size is not None and batch_size < 1:
         raise SimError(f"--batch-size must be at least 1, got {batch_size}")
     from hw_build.batched import BatchedGraph
-    need = BatchedGraph(build.child).peak_bytes_per_image() * batch_size
-    avail = available_memory()
+    from hw_build.execute import default_batch_size
+    graph = BatchedGraph(build.child)
+    if batch_size is None:
+        return default_batch_size(graph)
+    need, avail = graph.peak_bytes_per_image() * batch_size, available_memory()
     if avail and need > 0.8 * avail:
         raise SimError(f"--batch-size {batch_size} needs about {need / 2**30:.1f} GiB for this accelerator's largest "
                        f"layer tensors, more than the {avail / 2**30:.1f} GiB available; use --batch-size "
                        f"{max(1, int(0.8 * avail * batch_size / need))} or less (or leave it out: sized automatically)")
+    return batch_size
 
 
 def available_memory() -> int:
@@ -292,7 +297,7 @@ def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str =
     if mode not in MODES:
         raise SimError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
     build = Build.load(build_dir)
-    check_batch_size(build, batch_size)
+    batch_size = resolve_batch_size(build, mode, batch_size)
     images, labels, ref_top1, cfg = reference_and_images(build, n, data_dir)
     check_images_fit(build, images)
     modes = layer_modes(build, mode)
@@ -313,7 +318,7 @@ def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str =
         "layer_modes": modes, "layers": [vars(r) for r in layers],
         "all_simulated_layers_bit_exact": all(r.bit_exact_vs_python for r in layers if r.mode != "python"),
         "wall_s": round(wall, 1), "images_per_s": round(len(images) / wall, 1),
-        "batch_size": _batch_size(build, mode, batch_size),
+        "batch_size": batch_size,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
     if any(r.mode == "cppsim" for r in layers):
@@ -325,14 +330,6 @@ def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str =
     (out / f"report_{mode}.json").write_text(json.dumps(report, indent=2))
     log(summary(report))
     return report
-
-
-def _batch_size(build: Build, mode: str, batch_size: int | None) -> int:
-    if mode == "finn":
-        return 1
-    from hw_build.batched import BatchedGraph
-    from hw_build.execute import default_batch_size
-    return batch_size or default_batch_size(BatchedGraph(build.child))
 
 
 def summary(r: dict) -> str:
