@@ -15,7 +15,7 @@ DATASET   := $(if $(filter vggnet7,$(MODEL)),cifar10,mnist)
 PRETRAINED = pretrained/$(MODEL)/$(PRECISION)
 BUILD_DIR  = build/$(MODEL)_$(PRECISION)_$(BOARD)
 
-.PHONY: help setup data train test test-fast study bench bench-sim build bitstream sim infer export clean
+.PHONY: help setup data deps train test test-fast study bench bench-sim build bitstream sim infer export clean
 
 help:
 	@echo "make train MODEL=lenet5|vggnet7 PRECISION=binary|float|ternary|pynqz1 [EPOCHS=N] [ID=name]"
@@ -30,14 +30,16 @@ help:
 	@echo "                                 (builds LeNet5/Pynq-Z1 and VGGNet7/ZCU104 first when missing)"
 	@echo "make build MODEL=lenet5 BOARD=Pynq-Z1      FINN build to HW code, verified stage by stage"
 	@echo "make build MODEL=vggnet7 BOARD=ZCU104|KV260, or MODEL=vggnet7 PRECISION=pynqz1 BOARD=Pynq-Z1"
-	@echo "make bitstream MODEL=lenet5 BOARD=Pynq-Z1  the same, on to bitfile + deployment package (Vivado)"
+	@echo "make deps                       FINN's dependencies (finn-hlslib, board files; finn_xsi with Vivado sourced)"
+	@echo "                                 into deps/finn or \$$FINN_DEPS, pinned by finn-plus (needs GitHub)"
+	@echo "make bitstream MODEL=lenet5 BOARD=Pynq-Z1  the same, on to bitfile + deployment package (Vivado; make deps first)"
 	@echo "make sim MODEL=lenet5 BOARD=Pynq-Z1 [MODE=python|rtlsim|cppsim|auto] [N=1000]"
 	@echo "make infer                      driver/infer.py on the simulator (on a board: see README)"
 	@echo "make export MODEL=... PRECISION=...        QONNX beside the pretrained checkpoint (model.onnx)"
 	@echo "data folder: $(BNN_DATA_DIR)"
 
 setup: .venv/.pins.sha256
-.venv/.pins.sha256: requirements/deps.txt scripts/setup_env.sh
+.venv/.pins.sha256: requirements/deps.txt scripts/setup_env.sh pyproject.toml
 	bash scripts/setup_env.sh
 
 data: setup
@@ -65,17 +67,20 @@ bench: setup
 
 BENCH_BUILDS = build/lenet5_binary_Pynq-Z1 build/vggnet7_binary_ZCU104
 bench-sim: setup
-	@test -f build/lenet5_binary_Pynq-Z1/build_state.json || $(PY) -m hw_build --model pretrained/lenet5/binary \
+	@test -f build/lenet5_binary_Pynq-Z1/build_state.json || $(PY) -m hw_build --checkpoint pretrained/lenet5/binary \
 	    --board Pynq-Z1 --verify-images 0 --out build/lenet5_binary_Pynq-Z1
-	@test -f build/vggnet7_binary_ZCU104/build_state.json || $(PY) -m hw_build --model pretrained/vggnet7/binary \
+	@test -f build/vggnet7_binary_ZCU104/build_state.json || $(PY) -m hw_build --checkpoint pretrained/vggnet7/binary \
 	    --board ZCU104 --verify-images 0 --stop-after hw_codegen --out build/vggnet7_binary_ZCU104
 	$(PY) -m sim.bench $(BENCH_BUILDS) --out build/bench_sim.json
 
+deps: setup
+	$(PY) -m hw_build.deps
+
 build: setup
-	$(PY) -m hw_build --model $(PRETRAINED) --board $(BOARD) --out $(BUILD_DIR)
+	$(PY) -m hw_build --checkpoint $(PRETRAINED) --board $(BOARD) --out $(BUILD_DIR)
 
 bitstream: setup
-	$(PY) -m hw_build --model $(PRETRAINED) --board $(BOARD) --out $(BUILD_DIR) --bitstream
+	$(PY) -m hw_build --checkpoint $(PRETRAINED) --board $(BOARD) --out $(BUILD_DIR) --bitstream
 
 sim: setup
 	$(PY) -m sim --build $(BUILD_DIR) --mode $(MODE) -n $(N)

@@ -7,6 +7,7 @@ whose weight memories the bitstream cannot initialise (URAM) get their weights o
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +66,9 @@ class Accelerator:
     """One FINN dataflow accelerator: program, write runtime weights, run batches of images."""
 
     def __init__(self, bitfile: Path, settings: dict, runtime_weight_dir: Path, batch_size: int = 1,
-                 download: bool = True):
+                 download: bool = True, timeout_s: float = 60.0):
         from pynq import Overlay
-        self.io = settings["io_shape_dict"]
+        self.io, self.timeout_s = settings["io_shape_dict"], timeout_s
         if self.io.get("num_inputs", 1) != 1 or self.io.get("num_outputs", 1) != 1:
             raise AccelError("this driver runs accelerators with one input and one output stream")
         self.overlay = Overlay(str(bitfile), download=download)
@@ -90,8 +91,9 @@ class Accelerator:
         if n == self._batch:
             return
         self.ibuf = self.obuf = None  # frees the old contiguous buffers first
-        self.ibuf = allocate(shape=self._shape("ishape_packed", n), dtype=np.uint8)
-        self.obuf = allocate(shape=self._shape("oshape_packed", n), dtype=np.uint8)
+        # cacheable as in FINN's driver: the flush/invalidate around each run keep the DMA's view exact
+        self.ibuf = allocate(shape=self._shape("ishape_packed", n), dtype=np.uint8, cacheable=True)
+        self.obuf = allocate(shape=self._shape("oshape_packed", n), dtype=np.uint8, cacheable=True)
         self._batch = n
 
     def write_runtime_weights(self, folder: Path, expected: bool) -> None:
@@ -120,10 +122,14 @@ class Accelerator:
         for dma, buf in ((self.odma, self.obuf), (self.idma, self.ibuf)):  # output side armed first
             dma.write(ADDR_LO, buf.device_address & 0xFFFFFFFF)
             dma.write(ADDR_HI, (buf.device_address >> 32) & 0xFFFFFFFF)
-            dma.write(COUNT, n)
+            dma.write(COUNT, int(n))
             dma.write(AP_CTRL, AP_START)
+        deadline = time.monotonic() + self.timeout_s
         while not self.odma.read(AP_CTRL) & AP_DONE:
-            pass
+            if time.monotonic() > deadline:
+                raise AccelError(f"the accelerator did not finish {n} images in {self.timeout_s:g} s: the design "
+                                 f"stalls (a deadlock shows in the build's stitched-IP simulation) or the bitfile "
+                                 f"is not this package's; reprogram the board, or raise --timeout for huge batches")
 
     def execute(self, x: np.ndarray) -> np.ndarray:
         """x: (n, *ishape_normal[1:]) with n <= batch_size -> (n, *oshape_normal[1:])."""

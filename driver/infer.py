@@ -8,7 +8,8 @@ Without a board: --backend sim runs the build's dataflow graph in simulation, an
 emulated runs this same board code path on a stand-in pynq (sim/pynq_standin) whose fabric is a
 simulator process.
 
-  sudo python3 infer.py                             # on the board, inside the deployment package
+  python3 infer.py        # on the board, in the package, as root in PYNQ's Python (sudo -i, then
+                          # source /etc/profile.d/pynq_venv.sh; plain sudo drops that venv and XILINX_XRT)
   python driver/infer.py --backend sim --package build/lenet5_binary_Pynq-Z1/deploy
 """
 from __future__ import annotations
@@ -42,6 +43,10 @@ def parser():
     p.add_argument("--backend", choices=["board", "sim", "emulated"], default="board",
                    help="board: the FPGA through pynq; sim: the build's dataflow graph in simulation; emulated: "
                         "the board code path on an emulated pynq backed by the simulator")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="board and emulated: seconds one batch may take before the run is declared stalled")
+    p.add_argument("--any-board", action="store_true",
+                   help="board: run although $BOARD (set by PYNQ images) names another board than the package's")
     p.add_argument("--batch", type=int, help="images per accelerator call, the DMA buffer size (board and emulated; "
                                           "default 100)")
     p.add_argument("-n", "--images", type=int, default=0, help="first N test images; 0: all in the package")
@@ -108,7 +113,8 @@ def progress(total, enabled):
         return Bar()
 
 
-def open_accelerator(pkg: Path, settings: dict, bitfile: Path, batch: int, emulated: bool, sim_mode: str = "python"):
+def open_accelerator(pkg: Path, settings: dict, bitfile: Path, batch: int, emulated: bool, sim_mode: str = "python",
+                     timeout_s: float = 60.0):
     """driver/accel.py's Accelerator (numpy + pynq only); emulated: on the stand-in pynq of sim/pynq_standin,
     whose fabric is a simulator process in the project's environment."""
     if emulated:
@@ -133,7 +139,7 @@ def open_accelerator(pkg: Path, settings: dict, bitfile: Path, batch: int, emula
     sys.path.insert(0, str(HERE))
     from accel import AccelError, Accelerator
     try:
-        return Accelerator(bitfile, settings, pkg / "runtime_weights", batch_size=batch)
+        return Accelerator(bitfile, settings, pkg / "runtime_weights", batch_size=batch, timeout_s=timeout_s)
     except AccelError as e:
         raise InferError(str(e)) from None
     except (MemoryError, RuntimeError) as e:
@@ -144,6 +150,14 @@ def open_accelerator(pkg: Path, settings: dict, bitfile: Path, batch: int, emula
             raise InferError("no FPGA found by pynq: run on a PYNQ board (Pynq-Z1/Z2, ZCU104, KV260, AUP-ZU3) "
                              "as root, or use --backend sim", 3) from None
         raise
+
+
+def check_board(package_board: str | None, running: str | None) -> None:
+    """PYNQ images name their board in $BOARD; a bitfile for another part would not configure (or worse)."""
+    if package_board and running and package_board.lower().replace("-", "") != running.lower().replace("-", ""):
+        raise InferError(f"this package was built for {package_board}, and this board says it is {running} ($BOARD): "
+                         f"build for it (make bitstream BOARD={running}), or pass --any-board if the boards share "
+                         f"the part and pinout")
 
 
 def run_overlay(accel, x, batch, bar):
@@ -194,6 +208,9 @@ def main(argv=None) -> int:
         args.sim_mode, args.batch = args.sim_mode or "python", args.batch if args.batch is not None else 100
         if args.batch <= 0:
             raise InferError(f"--batch must be positive, got {args.batch}")
+        if not args.timeout > 0:
+            raise InferError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+
         if args.images < 0:
             raise InferError(f"-n takes N >= 0 images (0: all in the package), got {args.images}")
         settings, info, x, y = load_package(pkg, args.images)
@@ -204,8 +221,15 @@ def main(argv=None) -> int:
                 top1, total = run_sim(pkg, info, len(x), args.sim_mode, bar)
                 latency = None
             else:  # open_accelerator puts this folder on sys.path for accel.py
-                accel = open_accelerator(pkg, settings, bitfile, args.batch, args.backend == "emulated", args.sim_mode)
-                top1, total, latency = run_overlay(accel, x, args.batch, bar)
+                if args.backend == "board" and not args.any_board:
+                    check_board(info.get("board"), os.environ.get("BOARD"))
+                accel = open_accelerator(pkg, settings, bitfile, args.batch, args.backend == "emulated", args.sim_mode,
+                                         args.timeout)
+                from accel import AccelError  # beside this file (open_accelerator put it on the path)
+                try:
+                    top1, total, latency = run_overlay(accel, x, args.batch, bar)
+                except AccelError as e:
+                    raise InferError(str(e)) from None
     except InferError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return e.exit_code

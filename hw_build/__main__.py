@@ -1,4 +1,4 @@
-"""python -m hw_build --model pretrained/lenet5/binary --board Pynq-Z1 [--target-fps N | --folding FILE]"""
+"""python -m hw_build --checkpoint pretrained/lenet5/binary --board Pynq-Z1 [--target-fps N | --folding FILE]"""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ import sys
 from training import compat  # noqa: F401
 
 
-def parser(argv=None) -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     from .config import add_arguments
     p = argparse.ArgumentParser(
         prog="python -m hw_build",
@@ -38,7 +38,8 @@ def _main(argv=None) -> int:
     from .errors import BuildError
     from .flow import build
     if args.checkpoint is None:
-        raise BuildError("--model is needed: a pretrained/ folder, a training run folder or a checkpoint file")
+        raise BuildError("--checkpoint (or --model) is needed: a pretrained/ folder, a training run folder or a "
+                         "checkpoint file")
     build(from_args(args))
     return 0
 

@@ -16,6 +16,8 @@ class Board:
     uram: int
     dsp: int
     note: str = ""
+    board_files: str | None = None  # the entry of finn-plus's external_dependencies.yaml with its board files
+                                    # (None: Vivado ships them)
 
     @property
     def bram18(self) -> int:
@@ -42,12 +44,12 @@ SHELL_SOURCE = ("shell allowance: finn-examples' Pynq-Z1 CNV-w1a1 (26.1k LUT, 12
 
 
 BOARDS = {b.name: b for b in [
-    Board("Pynq-Z1", "Pynq-Z1", "xc7z020clg400-1", 53_200, 106_400, 140, 0, 220),
-    Board("Pynq-Z2", "Pynq-Z2", "xc7z020clg400-1", 53_200, 106_400, 140, 0, 220),
+    Board("Pynq-Z1", "Pynq-Z1", "xc7z020clg400-1", 53_200, 106_400, 140, 0, 220, board_files="pynq-z1"),
+    Board("Pynq-Z2", "Pynq-Z2", "xc7z020clg400-1", 53_200, 106_400, 140, 0, 220, board_files="pynq-z2"),
     Board("ZCU104", "ZCU104", "xczu7ev-ffvc1156-2-e", 230_400, 460_800, 312, 96, 1_728),
-    Board("KV260", "KV260_SOM", "xck26-sfvc784-2LV-c", 117_120, 234_240, 144, 64, 1_248),
+    Board("KV260", "KV260_SOM", "xck26-sfvc784-2LV-c", 117_120, 234_240, 144, 64, 1_248, board_files="kv260-som-bdf"),
     Board("AUP-ZU3", "AUP-ZU3_8GB", "xczu3eg-sfvc784-2-e", 70_560, 141_120, 216, 0, 360,
-          "the board FINN recommends for teaching"),
+          "the board FINN recommends for teaching", board_files="aupzu3-8gb-bdf"),
 ]}
 
 

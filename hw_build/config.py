@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass
 class HwConfig:
-    checkpoint: Path = field(metadata={"metavar": "DIR_OR_FILE", "flag": "--model", "help": "pretrained/ folder, training run folder or "
-                                       "checkpoint (.pt, compact .npz)"})
+    checkpoint: Path = field(metadata={"metavar": "DIR_OR_FILE", "flags": ("--checkpoint", "--model"), "help":
+                                       "the trained model: pretrained/ folder, training run folder or checkpoint "
+                                       "(.pt, compact .npz); --model is the same option"})
     board: str = field(default="Pynq-Z1", metadata={"help": "target board (--list-boards)"})
     target_fps: int | None = field(default=None, metadata={"metavar": "FPS", 
         "help": "automatic folding (FINN's SetFolding) to this many images/s; with --folding, only the cycle budget "
@@ -70,19 +71,19 @@ def add_arguments(p) -> None:
     hints = typing.get_type_hints(HwConfig)
     for f in fields(HwConfig):
         meta = f.metadata
-        flag = meta.get("flag", "--" + f.name.replace("_", "-"))
+        flags = meta.get("flags", ("--" + f.name.replace("_", "-"),))
         kw = {"dest": f.name, "help": meta["help"]}
         if "metavar" in meta:
             kw["metavar"] = meta["metavar"]
         t = hints[f.name]
         base = next((a for a in typing.get_args(t) if a is not type(None)), t)
         if base is bool:
-            p.add_argument(flag, action="store_true", **kw)
+            p.add_argument(*flags, action="store_true", **kw)
             continue
         default = None if f.default is MISSING else f.default
         if default not in (None, ""):
             kw["help"] += f" (default: {default})"
-        p.add_argument(flag, type=base, default=default, **kw)
+        p.add_argument(*flags, type=base, default=default, **kw)
 
 
 def from_args(args) -> HwConfig:

@@ -7,6 +7,7 @@ dummy settings, a build folder, and SimEngine bound to None where Vivado's simul
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from training.errors import ToolError
@@ -16,24 +17,57 @@ SUPPORTED_TOOLS = "Vivado and Vitis HLS of a release FINN supports (2022.2 or 20
 _READY = False
 
 
-def setup(build_dir: Path | None = None) -> None:
-    """Idempotent. Must run before any finn import that reads settings."""
+def setup(build_dir: Path | None = None, create: bool = True) -> None:
+    """Must run before any finn import that reads settings; again for each build, whose folder (build_dir)
+    then takes FINN's generated code (FINN's settings would keep a process's first). create=False: the
+    caller creates that folder (ensure_build_dir) before a step needs it."""
     global _READY
     if build_dir is not None:
-        os.environ.setdefault("FINN_BUILD_DIR", str(Path(build_dir).resolve()))
+        os.environ["FINN_BUILD_DIR"] = str(Path(build_dir).resolve())
+        if _READY:
+            from finn.util.settings import get_settings
+            get_settings().finn_build_dir = os.environ["FINN_BUILD_DIR"]
     os.environ.setdefault("FINN_BUILD_DIR", str(Path("build/finn_tmp").resolve()))
-    Path(os.environ["FINN_BUILD_DIR"]).mkdir(parents=True, exist_ok=True)
+    if create:
+        ensure_build_dir()
     # qonnx's per-tensor datatype sanitising dominates Python execution (a Python max() over every tensor);
     # the tensors are exact small integers in float32, and every stage's results are compared anyway
     os.environ.setdefault("SANITIZE_QUANT_TENSORS", "0")
     if _READY:
         return
+    from .deps import deps_dir
+    os.environ["FINN_DEPS"] = str(deps_dir())  # FINN's settings read it: one deps folder (make deps fills it)
     from finn.util import settings
     settings.initialize_dummy_settings()
     import finn.xsi
-    if "XILINX_VIVADO" not in os.environ:
+    if not xsi_ready():
+        # FINN's builder imports SimEngine at module level, which without a built XSI raises (or tries to
+        # build it) even for steps that never simulate; the steps that do are checked by preflight
         finn.xsi.SimEngine = None
     _READY = True
+
+
+def ensure_build_dir() -> None:
+    """FINN's build folder (FINN_BUILD_DIR, fixed by the first setup in a process) exists."""
+    Path(os.environ["FINN_BUILD_DIR"]).mkdir(parents=True, exist_ok=True)
+
+
+def vivado_release() -> str | None:
+    """The release (e.g. 2024.2) of the sourced Vivado, from $XILINX_VIVADO as FINN reads it."""
+    m = re.search(r"\b(20\d{2})\.(1|2)\b", os.environ.get("XILINX_VIVADO", ""))
+    return f"{m[1]}.{m[2]}" if m else None
+
+
+def xsi_ready() -> bool:
+    """FINN's Vivado simulator binding (finn_xsi, built by 'finn deps update') exists for the sourced
+    Vivado, without FINN's attempt to build it on first use."""
+    release = vivado_release()
+    if release is None:
+        return False
+    from finn.util.settings import get_settings
+    xsi = get_settings().finn_xsi
+    version = xsi / "VERSION"
+    return (xsi / "xsi.so").is_file() and version.is_file() and version.read_text().strip() == f"Vivado {release}"
 
 
 def missing_tools(tools=("vitis_hls", "vivado")) -> list[str]:

@@ -5,6 +5,7 @@ test images against the Brevitas model (verify.py).
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,22 +37,33 @@ def build(hw: HwConfig, log=print) -> Context:
     if not train_cfg.binarize:
         raise BuildError(f"{src_ck} is a float model; FINN builds quantized nets (binarize: true)")
     folding, specialize = check_inputs(hw, train_cfg)
-    folder = BuildFolder(Path(hw.out) if hw.out else default_out(hw, train_cfg))  # inputs checked: now write
-    with FolderLock(folder.root, "build folder") as lock:
-        if lock.took_over_from:
-            log(f"{folder.root}: taking over from process {lock.took_over_from}, which ended without finishing")
-        return _build(hw, board, steps, model_t, train_cfg, src_ck, folding, specialize, folder, log)
+    folder = BuildFolder(Path(hw.out) if hw.out else default_out(hw, train_cfg))
+    finn_env.setup(folder.finn_tmp, create=False)
+    if hw.bitstream:
+        _preflight(board)
+    fresh = not folder.root.exists()  # inputs checked: now write
+    try:
+        with FolderLock(folder.root, "build folder") as lock:
+            if lock.took_over_from:
+                log(f"{folder.root}: taking over from process {lock.took_over_from}, which ended without finishing")
+            return _build(hw, board, steps, model_t, train_cfg, src_ck, folding, specialize, folder, log)
+    finally:
+        if fresh and [p.name for p in folder.root.iterdir()] == [FolderLock.NAME]:
+            (folder.root / FolderLock.NAME).unlink()  # refused before writing anything: no folder left
+            folder.root.rmdir()
 
 
 def _build(hw, board, steps, model_t, train_cfg, src_ck, folding, specialize, folder, log) -> Context:
     from training.checkpoint import predict
     from training.data import make_splits
     out = folder.root
-    ck_path = folder.checkpoint_copy(src_ck.suffix)  # its own copy (.pt or .npz): sim and driver compare with it
-    if src_ck.resolve() != ck_path.resolve():
-        shutil.copyfile(src_ck, ck_path)
-    finn_env.setup(folder.finn_tmp)
-    ctx = Context(hw, board, out, make_finn_cfg(hw, board, out, folding, specialize), train_cfg, model_t)
+    # a folding file is checked against the model at the folding step: until then the build writes to a
+    # staging folder beside --out, moved into it once the folding fits (or the build fails otherwise)
+    staged = folding is not None and "folding" in [n for n, _, _ in steps]
+    work = BuildFolder(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent)) if staged else folder
+    if not staged:
+        finn_env.ensure_build_dir()
+    ctx = Context(hw, board, work.root, make_finn_cfg(hw, board, work.root, folding, specialize), train_cfg, model_t)
     log(f"building {src_ck} for {board.name} ({board.part}) at {1000 / hw.clock_ns:.0f} MHz -> {out}")
     log("folding: " + (f"{folding}" if folding else f"automatic to {ctx.finn_cfg.target_fps} FPS")
         + (f"; RTL layers: {specialize}" + ("" if hw.specialize else " (the specialize config beside the folding)")
@@ -62,10 +74,13 @@ def _build(hw, board, steps, model_t, train_cfg, src_ck, folding, specialize, fo
         s = make_splits(train_cfg.dataset, hw.data_dir or train_cfg.data_dir, test_limit=n, train_limit=1)
         logits = predict(model_t, s.x_test).double().numpy()
         from .verify import Verifier
-        ctx.verifier = Verifier(s.x_test.numpy(), np.arange(len(s.x_test)), logits, folder.verification)
+        ctx.verifier = Verifier(s.x_test.numpy(), np.arange(len(s.x_test)), logits, work.verification)
 
-    folder.intermediate.mkdir(exist_ok=True)
-    state = {"source_checkpoint": str(src_ck), "checkpoint": str(ck_path), "checkpoint_sha256": folder.sha256(ck_path),
+    work.intermediate.mkdir(exist_ok=True)
+    ck_path = folder.checkpoint_copy(src_ck.suffix)  # its own copy (.pt or .npz): sim and driver compare with it
+    if src_ck.resolve() != ck_path.resolve():
+        shutil.copyfile(src_ck, work.checkpoint_copy(src_ck.suffix))
+    state = {"source_checkpoint": str(src_ck), "checkpoint": str(ck_path), "checkpoint_sha256": folder.sha256(src_ck),
              "board": board.name, "clock_ns": hw.clock_ns, "folding": str(folding) if folding else None,
              "specialize": str(specialize) if specialize else None, "max_utilization_pct": hw.max_utilization,
              "target_fps": ctx.finn_cfg.target_fps, "done": []}
@@ -75,19 +90,28 @@ def _build(hw, board, steps, model_t, train_cfg, src_ck, folding, specialize, fo
             t0 = time.time()
             model = fn(model, ctx)
             ctx.timings[name] = round(time.time() - t0, 2)
-            model.save(str(folder.stage(i, name)))
+            model.save(str(work.stage(i, name)))
             state["done"].append(name)
             log(f"[{i + 1:2d}/{len(steps)}] {name:28s} {ctx.timings[name]:6.1f} s")
             if verify and ctx.verifier is not None:
                 r = ctx.verifier.check(name, model, ctx.parent)
                 ctx.timings[f"verify_{name}"] = r.seconds
+            if work is not folder and name == "folding":
+                work = _adopt(work, folder, ctx)
     except ToolMissing as e:
         state["stopped_at"] = name
         log(f"\nstopped before {name}: {e}")
         raise
+    except BaseException:
+        if work is not folder and name != "folding":  # what was computed before the failure is kept
+            work = _adopt(work, folder, ctx)
+        raise
     finally:
-        state["timings_s"] = ctx.timings
-        folder.write_state(state)
+        if work is not folder:  # refused at the folding step: --out stays as it was
+            shutil.rmtree(work.root, ignore_errors=True)
+        else:
+            state["timings_s"] = ctx.timings
+            folder.write_state(state)
         if ctx.verifier is not None and ctx.verifier.results:
             log("\n" + ctx.verifier.summary())
     if ctx.estimates:
@@ -97,6 +121,39 @@ def _build(hw, board, steps, model_t, train_cfg, src_ck, folding, specialize, fo
         log(text)
     log(_timing_text(ctx.timings))
     return ctx
+
+
+def _preflight(board) -> None:
+    """--bitstream: every prerequisite of the tool steps checked before the first step."""
+    from .deps import bitstream_problems
+    problems = bitstream_problems(board)
+    if problems:
+        raise ToolMissing(f"--bitstream for {board.name} needs what this machine lacks: "
+                          + "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+                          + ". make deps fetches FINN's dependencies (python -m hw_build.deps --check "
+                            f"{board.name} lists what is missing); nothing was built or written")
+
+
+def _adopt(stage: BuildFolder, folder: BuildFolder, ctx: Context) -> BuildFolder:
+    """Moves the staging folder's contents into the build folder (replacing what an earlier build left
+    there under the same names) and points the context and the partition's model path at it."""
+    from qonnx.custom_op.registry import getCustomOp
+    for entry in stage.root.iterdir():
+        target = folder.root / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        entry.replace(target)
+    stage.root.rmdir()
+    finn_env.ensure_build_dir()
+    ctx.out, ctx.finn_cfg.output_dir = folder.root, str(folder.finn_out)
+    if ctx.verifier is not None:
+        ctx.verifier.out_dir = folder.verification
+    if ctx.parent is not None:
+        for node in ctx.parent.get_nodes_by_op_type("StreamingDataflowPartition"):
+            inst = getCustomOp(node)
+            inst.set_nodeattr("model", inst.get_nodeattr("model").replace(str(stage.root), str(folder.root), 1))
+        ctx.parent.save(str(folder.parent_model))
+    return folder
 
 
 def _timing_text(timings: dict) -> str:

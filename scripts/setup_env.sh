@@ -7,7 +7,7 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 VENV=.venv
 STAMP=$VENV/.pins.sha256
-want=$(cat requirements/deps.txt scripts/setup_env.sh | sha256sum | cut -d' ' -f1)
+want=$(cat requirements/deps.txt scripts/setup_env.sh pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then exit 0; fi
 
 echo "setting up $VENV (first time: a few minutes, about 2.3 GB)"
@@ -24,5 +24,7 @@ $PIP install -r requirements/deps.txt -c $VENV/constraints.txt
 $PIP install --no-deps brevitas==0.13.0 qonnx==1.0.0 finn-plus==1.6.1
 # hls4ml: only its open-source ap_types headers are read (cppsim without Vitis HLS); its imports are never run.
 $PIP install --no-deps hls4ml==1.3.0
-$VENV/bin/python -c "import torch, brevitas, qonnx, finn; print('environment ready: torch', torch.__version__)"
+# 4. the project's own packages, editable (pyproject.toml): importable from any folder and any process
+$PIP install --no-deps --no-build-isolation -e .
+$VENV/bin/python -c "import torch, brevitas, qonnx, finn, study; print('environment ready: torch', torch.__version__)"
 echo "$want" > "$STAMP"

@@ -4,8 +4,8 @@ FINN compiles its generated C++ against finn-hlslib and Vitis HLS's headers and 
 libraries. finn-hlslib is found as the datasets are: $FINN_HLSLIB, else FINN's dependency folder (filled
 by `finn deps update`, which needs GitHub), else `../shared/finn-hlslib` beside the checkout; it is on no
 package registry and never part of this repository. With Vitis HLS ($XILINX_HLS) FINN's standard cppsim
-runs. Without it, an include folder is assembled in the build directory from the hls4ml wheel's
-open-source ap_types and the project's stand-ins (sim/hls_standins/README.md).
+runs. Without it, sim/hls_headers.py assembles an include folder from the hls4ml wheel's open-source
+ap_types and the project's stand-ins.
 
 Batched: FINN's generated program simulates one image; the copy compiled here repeats its compute part
 (or scales its numReps) for as many images as the input file holds (FINN_SIM_IMAGES), so one run of each
@@ -14,8 +14,6 @@ layer's program takes the whole test set.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib.util
 import os
 import re
 import shutil
@@ -25,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .hls_headers import STANDINS, ap_types_dir, standin_hls_root
 
-STANDINS = Path(__file__).resolve().parent / "hls_standins"
+
 BESIDE_CHECKOUT = Path(__file__).resolve().parents[2] / "shared" / "finn-hlslib"
 
 
@@ -96,14 +95,6 @@ def hlslib_for_build(lib: Path, work: Path) -> Path:
     return overlay
 
 
-def ap_types_dir() -> Path | None:
-    spec = importlib.util.find_spec("hls4ml")  # located, not imported (its imports are heavy)
-    if spec is None or spec.origin is None:
-        return None
-    d = Path(spec.origin).parent / "templates" / "vivado" / "ap_types"
-    return d if (d / "ap_int.h").is_file() else None
-
-
 def cppsim_available() -> bool:
     if hlslib_dir() is None or shutil.which("g++") is None:
         return False
@@ -124,60 +115,6 @@ def cppsim_requirements() -> str:
         missing.append("g++")
     return ("cppsim cannot run here: missing " + "; and ".join(missing)
             + ". Use --mode rtlsim (Verilator, no Xilinx tools) or --mode python meanwhile.")
-
-
-# hls4ml's ap_private extracts a bit range of a multi-word integer by copying, shifting and masking the
-# whole value: O(width) per slice, which made a SIMD-800 XNOR layer spend 90% of its cppsim time there.
-# The project adds a fast path for ranges of at most 64 bits that reads the words directly (same bits).
-RANGE_FAST_PATH = ("    } else {\n      val = d_bv;\n      val >>= l_index;",
-                   "    } else if (_AP_W > 64 && h_index - l_index < 64) {  // project fast path (sim/cppsim.py)\n"
-                   "      val = bnn_range_bits(d_bv.get_pVal(), (_AP_W + 63) / 64, l_index, h_index);\n"
-                   "    } else {\n      val = d_bv;\n      val >>= l_index;")
-RANGE_HELPER = """// project fast path (sim/cppsim.py): bits l..h (h - l < 64) of a little-endian word array
-static inline uint64_t bnn_range_bits(const uint64_t *w, int words, int l, int h) {
-  int lw = l / 64, lb = l % 64, len = h - l + 1;
-  uint64_t v = w[lw] >> lb;
-  if (lb && lw + 1 < words) v |= w[lw + 1] << (64 - lb);
-  return len < 64 ? v & (~0ULL >> (64 - len)) : v;
-}
-"""
-
-
-def standin_hls_root(work: Path) -> Path:
-    """A folder shaped like $XILINX_HLS (include/, lnx64/...) for FINN's compile script."""
-    root = work / "hls_standin"
-    inc, csim, fpo = root / "include", root / "lnx64" / "lib" / "csim", root / "lnx64" / "tools" / "fpo_v7_1"
-    stamp = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(STANDINS.glob("*.h")))
-                           + "".join(RANGE_FAST_PATH + (RANGE_HELPER,)).encode()).hexdigest()
-    if (root / ".ready").is_file() and (root / ".ready").read_text() == stamp:
-        return root
-    for d in (inc, csim, fpo):
-        d.mkdir(parents=True, exist_ok=True)
-    src = ap_types_dir()
-    for f in src.iterdir():
-        dst = inc / f.name
-        if f.is_dir():
-            shutil.copytree(f, dst, dirs_exist_ok=True)
-        else:
-            shutil.copyfile(f, dst)
-    base = (inc / "ap_int_base.h").read_text()
-    (inc / "ap_int_base.h").write_text(base.replace(
-        "static const int width = _AP_W;", "static const int width = _AP_W;\n  static const bool sign_flag = _AP_S;", 1))
-    with open(inc / "ap_int.h", "a") as f:
-        f.write("\n#include <hls_half.h>\n")
-    private = (inc / "etc" / "ap_private.h").read_text()
-    if private.count(RANGE_FAST_PATH[0]) == 2 and "template <int _AP_W, bool _AP_S>\nstruct _private_range_ref {" in private:
-        private = private.replace(RANGE_FAST_PATH[0], RANGE_FAST_PATH[1]).replace(
-            "template <int _AP_W, bool _AP_S>\nstruct _private_range_ref {",
-            RANGE_HELPER + "template <int _AP_W, bool _AP_S>\nstruct _private_range_ref {", 1)
-        (inc / "etc" / "ap_private.h").write_text(private)
-    for f in STANDINS.glob("*.h"):
-        shutil.copyfile(f, inc / f.name)
-    for lib in (csim / "libhlsmc++-GCC46.so", fpo / "libIp_floating_point_v7_1_bitacc_cmodel.so",
-                fpo / "libgmp.so", fpo / "libmpfr.so"):
-        subprocess.run(["gcc", "-shared", "-x", "c", "-", "-o", str(lib)], input="", text=True, check=True)
-    (root / ".ready").write_text(stamp)
-    return root
 
 
 def compile_cppsim(build, work: Path, names: list) -> tuple[object, dict]:
@@ -232,15 +169,14 @@ NO_INLINE = "-fno-builtin -fno-inline"
 
 @contextlib.contextmanager
 def inlining_allowed():
-    """FINN's cppsim compile command without its `-fno-builtin -fno-inline`: with the ap_int arithmetic
+    """FINN's cppsim compile command without its `-fno-builtin -fno-inline` (and quiet): with the ap_int arithmetic
     inlined the programs compute the same outputs (tests compare every layer with the python mode) about
     4x faster (measured on LeNet5's SIMD-800 XNOR layer: 0.64 -> 0.15 s per image)."""
     from finn.util.basic import CppBuilder
     original = CppBuilder.append_includes
 
-    def append_includes(self, flags):
-        if flags.strip() != NO_INLINE:
-            original(self, flags)
+    def append_includes(self, flags):  # and -w: finn-hlslib's deprecation warnings are not the user's to fix
+        original(self, "-w" if flags.strip() == NO_INLINE else flags)
     CppBuilder.append_includes = append_includes
     try:
         yield

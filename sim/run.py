@@ -321,9 +321,12 @@ def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str =
         "batch_size": batch_size,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
+    cpp_run_s = sum(r.run_s or 0 for r in layers if r.mode == "cppsim")
     if any(r.mode == "cppsim" for r in layers):
         from .cppsim import hlslib_dir, hlslib_note
         report["finn_hlslib"] = hlslib_note(hlslib_dir())
+        report["cppsim_run_s"] = round(cpp_run_s, 2)  # the HLS layers' programs alone, compile excluded
+        report["cppsim_images_per_s"] = round(len(images) / max(cpp_run_s, 0.01), 1)
     sim_cycles = [r.cycles_per_image for r in layers if r.cycles_per_image]
     if sim_cycles:
         report["max_rtl_cycles_per_image"] = max(sim_cycles)
@@ -348,5 +351,6 @@ def summary(r: dict) -> str:
             if l.get("note"):
                 lines.append(f"    {l['note']}")
         if r.get("finn_hlslib"):
-            lines.append(f"  cppsim against finn-hlslib {r['finn_hlslib']}")
+            lines.append(f"  cppsim against finn-hlslib {r['finn_hlslib']}; the HLS layers' programs ran "
+                         f"{r['cppsim_run_s']} s ({r['cppsim_images_per_s']} images/s, compile excluded)")
     return "\n".join(lines)

@@ -162,7 +162,7 @@ class RtlLayer:
         self.work = Path(work).resolve() / self.name  # Verilator runs in another folder
         self.exe = None
 
-    def compile(self, n_in: int, n_out: int, log=print) -> float:
+    def compile(self, n_in: int, n_out: int) -> float:
         import time
         t0 = time.time()
         key = hashlib.sha256(repr((self.files, n_in, n_out, self.iw, self.ow)).encode() + Path(__file__).read_bytes()

@@ -50,9 +50,6 @@ def run_point(task: dict) -> dict:
     """Train (unless cached), then build for each target (unless cached). Runs in a worker process; what
     training and FINN print goes to the point's log.txt."""
     import contextlib
-    import sys
-    if task["root"] not in sys.path:
-        sys.path.insert(0, task["root"])
     Path(task["dir"]).mkdir(parents=True, exist_ok=True)
     with open(Path(task["dir"]) / "log.txt", "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         return _run_point(task)

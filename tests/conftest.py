@@ -1,32 +1,17 @@
 """Shared fixtures: the offline datasets beside the checkout and a tiny trained binary LeNet5."""
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parent.parent  # the project's packages are installed (make setup: pyproject.toml)
 DATA = Path(os.environ.get("BNN_DATA_DIR") or ROOT.parent / "shared" / "datasets")
 os.environ["BNN_DATA_DIR"] = str(DATA)
 
 from training import compat  # noqa: E402,F401
 
 
-FINN_MODULES = {"test_hw_build.py", "test_sim_driver.py", "test_packing.py"}
-SLOW = {"test_shipped_vggnet7_to_codegen_on_zcu104",
-        "test_uram_weights_are_written_at_start_by_the_driver", "test_deploy_package_runs_on_a_stock_pynq_python",
-        "test_rtlsim_mixed_mode_is_bit_exact_with_stalls"}
-
-
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.fspath.basename in FINN_MODULES:
-            item.add_marker(pytest.mark.finn)
-        if "rtlsim" in item.name or "uram" in item.name:
-            item.add_marker(pytest.mark.verilator)
-        if any(item.name.startswith(s) for s in SLOW):
-            item.add_marker(pytest.mark.slow)
     if not (DATA / "mnist.npz").is_file():
         skip = pytest.mark.skip(reason=f"datasets not found at {DATA} (set BNN_DATA_DIR)")
         for item in items:

@@ -11,21 +11,17 @@ from hw_build.build_folder import BuildFolder
 from hw_build.finn_env import ToolMissing, missing_tools
 from hw_build.flow import BuildError, DoesNotFit, HwConfig, build
 
-pytestmark = pytest.mark.needs_data
+pytestmark = [pytest.mark.needs_data, pytest.mark.finn]
 PRETRAINED = ROOT / "pretrained" / "lenet5" / "binary"
 
 
 @pytest.fixture(scope="module")
 def tiny_build(tiny_run, tmp_path_factory):
-    """The tiny trained LeNet5 through every step that runs without tools, then --bitstream stops."""
+    """The tiny trained LeNet5 through every step that runs without tools."""
     out = tmp_path_factory.mktemp("build")
-    hw = HwConfig(checkpoint=tiny_run, board="Pynq-Z1", target_fps=2000, out=out, verify_images=20,
-                  bitstream=True, data_dir=str(DATA))
-    if not missing_tools():
-        pytest.skip("Xilinx tools are installed: the no-tools stop cannot be observed here")
-    with pytest.raises(ToolMissing) as e:
-        build(hw, log=lambda *a: None)
-    return out, str(e.value)
+    build(HwConfig(checkpoint=tiny_run, board="Pynq-Z1", target_fps=2000, out=out, verify_images=20,
+                   data_dir=str(DATA)), log=lambda *a: None)
+    return out, None
 
 
 def test_small_model_is_verified_at_every_stage(tiny_build):
@@ -42,13 +38,21 @@ def test_small_model_is_verified_at_every_stage(tiny_build):
             assert s["identical_to_previous_integer_stage"] is True
 
 
-def test_bitstream_without_tools_stops_at_ipgen_and_keeps_everything(tiny_build):
-    out, message = tiny_build
-    assert "step_hw_ipgen needs vitis_hls" in message and "2022.2" in message
-    state = json.loads((out / "build_state.json").read_text())
-    assert state["stopped_at"] == "hw_ipgen" and state["done"][-1] == "package"
+def test_bitstream_without_tools_is_refused_before_the_first_step(tiny_run, tiny_build, tmp_path):
+    """--bitstream checks its prerequisites first: without Vivado nothing runs and nothing is written; the
+    same build without --bitstream keeps every step's output."""
+    if not missing_tools():
+        pytest.skip("Xilinx tools are installed: the no-tools refusal cannot be observed here")
+    with pytest.raises(ToolMissing) as e:
+        build(HwConfig(checkpoint=tiny_run, board="Pynq-Z1", target_fps=2000, out=tmp_path / "b", bitstream=True,
+                       data_dir=str(DATA)), log=lambda *a: None)
+    for needle in ("vitis_hls and vivado not in PATH", "2022.2", "finn-hlslib", "make deps", "nothing was built"):
+        assert needle in str(e.value), needle
+    assert list(tmp_path.iterdir()) == []
+    out, _ = tiny_build
+    assert json.loads((out / "build_state.json").read_text())["done"][-1] == "package"
     for f in ("report/estimates.json", "report/cycles_per_layer.png", "report/resources_per_layer.png",
-              "intermediate/00_export.onnx", "model.onnx"):
+              "intermediate/00_export.onnx", "model.onnx", "deploy/settings.json"):
         assert (out / f).is_file(), f
 
 
@@ -112,6 +116,7 @@ def test_a_folding_copied_without_its_specialize_config_names_the_cause(tmp_path
     with pytest.raises(BuildError, match=r"names RTL layers \['MVAU_rtl_0', 'Thresholding_rtl_0'\].*--specialize"):
         build(HwConfig(checkpoint=PRETRAINED, board="Pynq-Z1", folding=folding, out=tmp_path / "o", verify_images=0,
                        stop_after="folding", data_dir=str(DATA)), log=lambda *a: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.json"]  # no --out, no staging folder left
 
 
 def test_model_too_big_for_the_board_names_resource_and_layers(tmp_path):
@@ -198,11 +203,27 @@ def test_binarized_input_padding_streamlines_exactly(tmp_path):
     assert len(m.get_nodes_by_op_type("FMPadding")) == 1 and not m.get_nodes_by_op_type("Pad")
 
 
+def _contents(folder):
+    import hashlib
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
 def test_folding_file_of_another_model_and_bad_stop_step(tiny_run, tmp_path):
+    """A folding that does not fit is refused at the folding step, with --out as it was: not created when
+    new; an earlier build in it unchanged, file for file."""
+    other = ROOT / "configs" / "folding" / "lenet5_binary_Pynq-Z1.json"
     with pytest.raises(BuildError, match="does not match this model"):
         build(HwConfig(checkpoint=tiny_run, out=tmp_path / "a", verify_images=0, data_dir=str(DATA),
-                       folding=ROOT / "configs" / "folding" / "lenet5_binary_Pynq-Z1.json", stop_after="folding"),
-              log=lambda *a: None)
+                       folding=other, stop_after="folding"), log=lambda *a: None)
+    assert list(tmp_path.iterdir()) == []
+    build(HwConfig(checkpoint=tiny_run, out=tmp_path / "a", verify_images=5, data_dir=str(DATA), target_fps=1000,
+                   stop_after="minimize_bit_width"), log=lambda *a: None)
+    before = _contents(tmp_path / "a")
+    with pytest.raises(BuildError, match="does not match this model"):
+        build(HwConfig(checkpoint=tiny_run, out=tmp_path / "a", verify_images=5, data_dir=str(DATA),
+                       folding=other, stop_after="folding"), log=lambda *a: None)
+    assert _contents(tmp_path / "a") == before and [p.name for p in tmp_path.iterdir()] == ["a"]
     with pytest.raises(BuildError, match="is not a step"):
         build(HwConfig(checkpoint=tiny_run, out=tmp_path / "b", verify_images=0, stop_after="synthesis"),
               log=lambda *a: None)

@@ -7,6 +7,8 @@ from qonnx.core.datatype import DataType
 import conftest  # noqa: F401  (puts the project on sys.path)
 from sim.verilator import pack_words, unpack_words
 
+pytestmark = pytest.mark.finn
+
 
 @pytest.mark.parametrize("name, inner, pad", [("BIPOLAR", 9, 0), ("BINARY", 32, 3), ("UINT8", 1, 0),
                                               ("INT3", 7, 5), ("UINT4", 9, 8), ("INT8", 3, 0), ("INT2", 1, 6)])

@@ -10,7 +10,7 @@ from conftest import DATA, ROOT
 from sim.run import SimError, simulate
 from sim.verilator import hw_to_python_order
 
-pytestmark = pytest.mark.needs_data
+pytestmark = [pytest.mark.needs_data, pytest.mark.finn]
 
 
 def test_python_mode_matches_brevitas_on_real_images(built):
@@ -21,6 +21,8 @@ def test_python_mode_matches_brevitas_on_real_images(built):
     assert f["agreement_with_brevitas_pct"] == 100.0 and f["batch_size"] == 1
 
 
+@pytest.mark.slow
+@pytest.mark.verilator
 def test_rtlsim_mixed_mode_is_bit_exact_with_stalls(built):
     r = simulate(built, "rtlsim", 20, str(DATA), log=lambda *a: None)
     rtl = [l for l in r["layers"] if l["mode"] == "rtlsim"]
@@ -44,7 +46,7 @@ def test_cppsim_without_hlslib_says_what_is_missing(built, monkeypatch, tmp_path
 def test_cppsim_layers_that_do_not_compile_are_named_and_refused(built, tmp_path, monkeypatch):
     """A finn-hlslib checkout without the kernels: every layer's compile fails, and the error says so."""
     import shutil
-    from sim.cppsim import ap_types_dir
+    from sim.hls_headers import ap_types_dir
     if shutil.which("g++") is None or ap_types_dir() is None:
         pytest.skip("needs g++ and the hls4ml wheel's ap_types (make setup installs them)")
     fake = tmp_path / "finn-hlslib"
@@ -114,6 +116,22 @@ def test_driver_errors(built, tmp_path):
     assert r.returncode == 2 and "does not fit this model" in r.stderr
 
 
+def test_cppsim_header_patches_fit_the_pinned_hls4ml():
+    """The speed patches of the stand-in HLS headers apply to the pinned hls4ml (a newer one would compile
+    without them, slower, with a note), and a header they do not fit is named."""
+    from sim.hls_headers import PATCHES, ap_types_dir, patched
+    if ap_types_dir() is None:
+        pytest.skip("needs the hls4ml wheel's ap_types (make setup installs them)")
+    notes = []
+    for name in {p[0] for p in PATCHES} | {"etc/ap_private.h"}:
+        text = patched((ap_types_dir() / name).read_text(), name, log=lambda *a, **k: notes.append(a[0]))
+        if name == "etc/ap_private.h":
+            assert text.count("bnn_range_bits(") == 3 and text.count("INLINE void clearUnusedBits(void)\n") == 2
+    assert notes == []
+    patched("// another header\n", "ap_int_base.h", log=lambda *a, **k: notes.append(a[0]))
+    assert len(notes) == 2 and all("ap_int_base.h does not fit this hls4ml" in n for n in notes)
+
+
 def test_every_hls_layer_in_cppsim_is_bit_exact(built):
     """cppsim against the finn-hlslib beside the checkout (../shared/finn-hlslib, older than finn-plus's pin:
     the project's pool compatibility layer), every HLS layer compiled, no fallback to python."""
@@ -179,6 +197,7 @@ def test_driver_packing_is_finns(rng=np.random.default_rng(0)):
         assert np.array_equal(unpack(finn, name, x.shape), back) and np.array_equal(back, x), name
 
 
+@pytest.mark.slow
 def test_deploy_package_runs_on_a_stock_pynq_python(built, tmp_path):
     """deploy/ copied alone into a fresh virtual environment with only numpy<2 (a PYNQ 3.x image has numpy 1.x
     and pynq, no qonnx, no bitstring) and the stand-in pynq: the board command runs the test images."""
@@ -212,6 +231,8 @@ def test_deploy_package_runs_on_a_stock_pynq_python(built, tmp_path):
     assert board_report["images"] == 50 and board_report["accuracy_pct"] > 80
 
 
+@pytest.mark.slow
+@pytest.mark.verilator
 def test_uram_weights_are_written_at_start_by_the_driver(tmp_path):
     """A layer with URAM weights (UltraScale+: runtime-writable, URAM has no bitstream init): FINN writes its
     weight file, the package carries it, the real driver writes it over AXI-lite before the first image,
@@ -245,6 +266,41 @@ def test_uram_weights_are_written_at_start_by_the_driver(tmp_path):
     assert port.mmio.written == 0  # a fresh board: no weights yet, and it refuses to compute
     with pytest.raises(RuntimeError, match="before its runtime-writable weights were written"):
         board.idma0.write(0x00, 1)
+
+
+def test_the_emulated_board_fails_a_driver_that_breaks_pynq_rules(built, monkeypatch):
+    """The stand-in pynq keeps the board's rules, so a driver that breaks one gets what it would get on the
+    board: a cacheable buffer not flushed is stale for the DMA (the previous batch's classes come back),
+    a numpy integer written to a register is refused, a design that never finishes ends in the timeout."""
+    sys.path.insert(0, str(ROOT / "sim" / "pynq_standin"))
+    sys.path.insert(0, str(ROOT / "driver"))
+    import accel
+    import pynq
+    pkg = built / "deploy"
+    settings = json.loads((pkg / "settings.json").read_text())["driver_information"]
+    x = np.load(pkg / "data" / "test_x.npy")[:16]
+    monkeypatch.setenv("BNN_FABRIC", json.dumps({"argv": [sys.executable, "-m", "sim.fabric", str(built)],
+                                                 "cwd": str(ROOT)}))
+    acc = accel.Accelerator(pkg / "bitfile" / "finn-accel.bit", settings, pkg / "runtime_weights", batch_size=8)
+    first, second = acc.execute(x[:8]), acc.execute(x[8:])
+    assert not np.array_equal(first, second) and np.array_equal(acc.execute(x[8:]), second)
+    monkeypatch.setattr(pynq.PynqBuffer, "flush", lambda self: None)
+    assert np.array_equal(acc.execute(x[:8]), second)  # the DMA read the unflushed, previous batch
+    with pytest.raises(ValueError, match="must be int"):
+        acc.idma.write(accel.COUNT, np.uint32(8))
+    monkeypatch.setattr(pynq.Overlay, "_transfer", lambda self, idma: None)  # a design that never finishes
+    acc.timeout_s = 0.3
+    with pytest.raises(accel.AccelError, match="did not finish 8 images in 0.3 s"):
+        acc.execute(x[:8])
+
+
+def test_driver_checks_the_board_it_runs_on():
+    sys.path.insert(0, str(ROOT / "driver"))
+    import infer
+    infer.check_board("Pynq-Z1", "Pynq-Z1")
+    infer.check_board("Pynq-Z1", None)  # not a PYNQ image: nothing to compare
+    with pytest.raises(infer.InferError, match="built for ZCU104, and this board says it is Pynq-Z1.*--any-board"):
+        infer.check_board("ZCU104", "Pynq-Z1")
 
 
 def test_driver_refuses_a_package_without_its_runtime_weights(tmp_path, monkeypatch):

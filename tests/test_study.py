@@ -1,6 +1,12 @@
-"""The capacity study on its tiny grid, on a local two-worker Dask cluster: table, plots, findings, caching."""
+"""The capacity study on its tiny grid, on a Dask cluster started by hand (a scheduler and two workers, as
+separate processes): table, plots, findings, caching."""
 import csv
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -11,10 +17,35 @@ SPEC = ROOT / "configs" / "study" / "lenet5.yml"
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory):
+def dask_cluster(tmp_path_factory):
+    """`dask scheduler` and two `dask worker` processes from the project's environment, started outside the
+    checkout and without PYTHONPATH, as a user starts them: they find the project as an installed package."""
+    run = tmp_path_factory.mktemp("dask")
+    dask = str(Path(sys.executable).parent / "dask")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    quiet = dict(cwd=run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = [subprocess.Popen([dask, "scheduler", "--port", "0", "--no-dashboard", "--scheduler-file",
+                               str(run / "scheduler.json")], **quiet)]
+    try:
+        for _ in range(600):
+            if (run / "scheduler.json").is_file():
+                break
+            time.sleep(0.1)
+        address = json.loads((run / "scheduler.json").read_text())["address"]
+        procs += [subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-dashboard"], **quiet)
+                  for _ in range(2)]
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory, dask_cluster):
     from study.__main__ import main
     out = tmp_path_factory.mktemp("study")
-    assert main([str(SPEC), "--quick", "--cluster", "local:2", "--out", str(out), "--data-dir", str(DATA)]) == 0
+    assert main([str(SPEC), "--quick", "--cluster", dask_cluster, "--out", str(out), "--data-dir", str(DATA)]) == 0
     return out
 
 

@@ -62,7 +62,7 @@ def _main(argv=None) -> int:
             if args.inference:
                 evaluate_checkpoint(target, overrides)
             else:
-                export_checkpoint(target, overrides)
+                export_checkpoint(target)
             return 0
         from .train import Interrupted, finish_run, load_config_of, train
         if args.finish:

@@ -22,10 +22,6 @@ class ToolError(UserError):
     exit_code = 3
 
 
-class InterruptedRun(UserError):
-    exit_code = 130
-
-
 def one_line(e: BaseException) -> str:
     return " ".join(str(e).split())
 

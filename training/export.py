@@ -84,7 +84,7 @@ def _drop_orphan_external_data(path: Path) -> None:
             data.unlink()
 
 
-def export_checkpoint(path: Path, overrides: dict | None = None, log=print) -> Path:
+def export_checkpoint(path: Path, log=print) -> Path:
     model, cfg, ck_path = load(path)
     out = export_qonnx(model, cfg, ck_path.parent / "model.onnx")
     log(f"wrote {out}")

@@ -5,10 +5,12 @@ process (`python -m sim.fabric BUILD`, in the project's environment) that runs t
 in simulation. Its command comes from $BNN_FABRIC (JSON: {"argv": [...], "cwd": "..."}); without it there
 is no device, as pynq says on a machine without an FPGA.
 
-Buffers are numpy arrays with a device address. The IODMAs are register files; starting the input DMA
-sends the first COUNT images of its buffer, packed as the hardware streams them, to the fabric and writes
-the packed result into the output DMA's buffer. Weight ports (AXI-lite) keep what the driver writes; the
-fabric is not started before every weight port was written in full.
+Buffers are numpy arrays with a device address; allocated cacheable, the fabric sees them as of the last
+flush() and the host sees the fabric's writes after invalidate(), as through the ARM's caches. The IODMAs
+are register files that take Python ints only (as pynq's MMIO) and clear ap_done on read; starting the input
+DMA sends the first COUNT images of its buffer, packed as the hardware streams them, to the fabric and
+writes the packed result into the output DMA's buffer. Weight ports (AXI-lite) keep what the driver writes;
+the fabric is not started before every weight port was written in full.
 """
 from __future__ import annotations
 
@@ -30,19 +32,28 @@ CMA_BYTES = int(float(os.environ.get("BNN_EMULATED_CMA_MB", "128")) * 2**20)  # 
 
 
 class PynqBuffer(np.ndarray):
+    """A cacheable buffer is seen by the fabric as of its last flush(), and the host sees what the fabric
+    wrote only after invalidate(), as through the ARM's caches; a non-cacheable one is shared directly."""
+
     def flush(self):
-        pass
+        if getattr(self, "device_view", None) is not None:
+            self.device_view[...] = self
 
     def invalidate(self):
-        pass
+        if getattr(self, "device_view", None) is not None:
+            self[...] = self.device_view
+
+    def device(self) -> np.ndarray:
+        return self if getattr(self, "device_view", None) is None else self.device_view
 
 
-def allocate(shape, dtype=np.uint8, cacheable=True, target=None, **kw):
+def allocate(shape, dtype=np.uint8, cacheable=False, target=None, **kw):
     live = sum(b.nbytes for b in _BUFFERS.values() if b is not None)
     size = int(np.prod(shape)) * np.dtype(dtype).itemsize
     if live + size > CMA_BYTES:
         raise RuntimeError("Failed to allocate Memory!")  # pynq's words
     buf = np.zeros(shape, dtype=dtype).view(PynqBuffer)
+    buf.device_view = np.zeros(shape, dtype=dtype) if cacheable else None
     buf.device_address = next(_ADDR)
     _BUFFERS[buf.device_address] = buf
     return buf
@@ -92,10 +103,15 @@ class DMA:
         self.regs = {AP_CTRL: AP_IDLE, ADDR_LO: 0, ADDR_HI: 0, COUNT: 0}
 
     def read(self, offset):
-        return self.regs.get(offset, 0)
+        value = self.regs.get(offset, 0)
+        if offset == AP_CTRL:
+            self.regs[AP_CTRL] &= ~AP_DONE  # ap_done clears on read, as in HLS's ap_ctrl_hs block
+        return value
 
     def write(self, offset, value):
-        self.regs[offset] = int(value)
+        if not isinstance(offset, int) or not isinstance(value, int):  # pynq's MMIO takes Python ints only
+            raise ValueError("Data type must be int or bytes.")
+        self.regs[offset] = value
         if offset == AP_CTRL and value & AP_START:
             self.regs[AP_CTRL] = 0
             if self.is_input:
@@ -133,6 +149,6 @@ class Overlay:
         dst = _BUFFERS[self.odma.regs[ADDR_LO] | self.odma.regs[ADDR_HI] << 32]
         if n > src.shape[0] or n > dst.shape[0]:
             raise RuntimeError(f"DMA transfer of {n} images exceeds the buffers ({src.shape[0]}, {dst.shape[0]})")
-        out = self.fabric.run(n, np.ascontiguousarray(src[:n]).tobytes())
-        dst[:n] = np.frombuffer(out, dtype=np.uint8).reshape(dst[:n].shape)
+        out = self.fabric.run(n, np.ascontiguousarray(src.device()[:n]).tobytes())
+        dst.device()[:n] = np.frombuffer(out, dtype=np.uint8).reshape(dst[:n].shape)
         self.odma.regs[AP_CTRL] = AP_DONE | AP_IDLE

@@ -1,0 +1,70 @@
+"""In an FPGA engineer's shell: Vivado sourced (a stand-in tree on PATH and in XILINX_VIVADO, whose tools
+only report their version), FINN's Vivado simulator binding not built, FINN's deps folder empty. Everything
+that does not need Vivado works; --bitstream is refused before the first step, naming each missing piece."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import DATA, ROOT, init_checkpoint
+
+pytestmark = [pytest.mark.needs_data, pytest.mark.finn]
+
+
+def _shell(tmp_path, vivado_folder: str) -> dict:
+    """The environment after `source settings64.sh` of a stand-in Vivado installed at vivado_folder."""
+    vivado = tmp_path / vivado_folder
+    for tool, folder in (("vivado", vivado), ("vitis_hls", vivado.parent / "Vitis_HLS")):
+        (folder / "bin").mkdir(parents=True, exist_ok=True)
+        script = folder / "bin" / tool
+        script.write_text(f"#!/bin/sh\necho '{tool} v2024.2 (64-bit), stand-in: it builds nothing'\nexit 0\n")
+        script.chmod(0o755)
+    path = f"{vivado / 'bin'}:{vivado.parent / 'Vitis_HLS' / 'bin'}:{os.environ['PATH']}"
+    return {**os.environ, "PATH": path, "XILINX_VIVADO": str(vivado), "FINN_DEPS": str(tmp_path / "deps"),
+            "BNN_DATA_DIR": str(DATA)}
+
+
+def _hw_build(env, *args):
+    return subprocess.run([sys.executable, "-m", "hw_build", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return init_checkpoint(tmp_path_factory.mktemp("ck") / "tiny.pt", model="lenet5", dataset="mnist",
+                           width_scale=0.25)
+
+
+@pytest.mark.parametrize("vivado_folder", ["Xilinx/Vivado/2024.2", "opt/vivado"],
+                         ids=["release folder", "folder without a release"])
+def test_build_to_estimates_with_vivado_sourced(tiny, tmp_path, vivado_folder):
+    r = _hw_build(_shell(tmp_path, vivado_folder), "--checkpoint", tiny, "--target-fps", 1000, "--verify-images", 0,
+                  "--stop-after", "estimates", "--out", tmp_path / "b")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "b" / "report" / "estimates.json").is_file() and "XSI" not in r.stderr
+
+
+def test_bitstream_is_refused_before_the_first_step_naming_what_is_missing(tiny, tmp_path):
+    r = _hw_build(_shell(tmp_path, "Xilinx/Vivado/2024.2"), "--checkpoint", tiny, "--board", "Pynq-Z1",
+                  "--target-fps", 1000, "--bitstream", "--out", tmp_path / "b")
+    err = r.stderr.strip()
+    assert r.returncode == 3 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    for needle in ("finn_xsi", "not built for Vivado 2024.2", "finn-hlslib is not in FINN's deps folder",
+                   "Pynq-Z1 board files", "make deps"):
+        assert needle in err, (needle, err)
+    assert "not in PATH" not in err and not (tmp_path / "b").exists()
+
+
+def test_deps_check_reports_each_board(tmp_path):
+    env = _shell(tmp_path, "Xilinx/Vivado/2024.2")
+    r = subprocess.run([sys.executable, "-m", "hw_build.deps", "--check", "ZCU104"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 3 and "board files" not in r.stdout and "finn-hlslib" in r.stdout, r.stdout + r.stderr
+    lib = tmp_path / "deps" / "finn-hlslib"  # a checkout at another commit than finn-plus's pin
+    lib.mkdir(parents=True)
+    subprocess.run("git init -q && git -c user.name=t -c user.email=t@t commit -q --allow-empty -m x", shell=True,
+                   cwd=lib, check=True)
+    r = subprocess.run([sys.executable, "-m", "hw_build.deps", "--check", "ZCU104"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert "generates code for 8d979e2 (its pin)" in r.stdout and "BNN_HLSLIB_ANY_COMMIT=1" in r.stdout, r.stdout
