@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from training.errors import ToolError
+from training.errors import ToolError, UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DEPS = ROOT / "deps" / "finn"
@@ -95,13 +95,24 @@ def update(log=print) -> int:
     from finn.util.settings import get_settings
     where = deps_dir()
     log(f"FINN's dependencies into {where} (pinned by finn-plus; needs GitHub)")
-    updater = DependencyUpdater(dependency_location=where, dependency_definition_file=get_settings().finn_deps_definitions,
-                                git_timeout_s=100, non_interactive=True)
-    updater.update()
+    from finn.util.exception import FINNError
+    defs = get_settings().finn_deps_definitions
+    try:
+        updater = DependencyUpdater(dependency_location=where, dependency_definition_file=defs, git_timeout_s=100,
+                                    non_interactive=True)
+    except FINNError as e:
+        raise UserError(f"FINN's dependency definitions {defs} ($FINN_DEPS_DEFINITIONS, else finn-plus's own): "
+                        f"{' '.join(str(e).split())[:300]}") from None
+    try:
+        updater.update()
+    except SystemExit:  # finn-plus's updater exits when a dependency failed; which ones is checked below
+        pass
     failed = updater.get_outdated_dependencies()
     if failed:
         raise ToolError(f"FINN's dependency update left {', '.join(failed)} missing or outdated in {where}: "
-                        f"is GitHub reachable (git clone https://github.com/Xilinx/finn-hlslib)? Run make deps again")
+                        f"is GitHub reachable (git clone https://github.com/Xilinx/finn-hlslib)? Run make deps "
+                        f"again where it is. Without GitHub, cppsim still finds a finn-hlslib checkout through "
+                        f"$FINN_HLSLIB or ../shared/finn-hlslib")
     if vivado_release():
         from finn.xsi import setup as xsi_setup
         if xsi_setup.main() != 0:

@@ -48,7 +48,7 @@ def setup(build_dir: Path | None = None, create: bool = True) -> None:
 
 
 def ensure_build_dir() -> None:
-    """FINN's build folder (FINN_BUILD_DIR, fixed by the first setup in a process) exists."""
+    """FINN's build folder of the build at hand (FINN_BUILD_DIR, set by setup) exists."""
     Path(os.environ["FINN_BUILD_DIR"]).mkdir(parents=True, exist_ok=True)
 
 

@@ -48,7 +48,7 @@ def build(hw: HwConfig, log=print) -> Context:
                 log(f"{folder.root}: taking over from process {lock.took_over_from}, which ended without finishing")
             return _build(hw, board, steps, model_t, train_cfg, src_ck, folding, specialize, folder, log)
     finally:
-        if fresh and [p.name for p in folder.root.iterdir()] == [FolderLock.NAME]:
+        if fresh and folder.root.is_dir() and [p.name for p in folder.root.iterdir()] == [FolderLock.NAME]:
             (folder.root / FolderLock.NAME).unlink()  # refused before writing anything: no folder left
             folder.root.rmdir()
 

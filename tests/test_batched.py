@@ -72,7 +72,7 @@ def ternary_build(tmp_path_factory):
     from hw_build.flow import HwConfig, build
     d = tmp_path_factory.mktemp("ternary")
     ck = init_checkpoint(d / "ternary.pt", model="lenet5", dataset="mnist", width_scale=0.25,
-                         tern_weights="1111", tern_acts="0111", l1_fp=True, ln_fp=True, data_dir=str(DATA))
+                         tern_weights="1111", tern_acts="0111", first_layer_8bit=True, last_layer_8bit=True, data_dir=str(DATA))
     build(HwConfig(checkpoint=ck, board="Pynq-Z1", target_fps=2000, out=d / "b", verify_images=0,
                    stop_after="hw_codegen", data_dir=str(DATA)), log=lambda *a: None)
     return d / "b"

@@ -25,7 +25,7 @@ def _quantized(state, kinds):
     return out
 
 
-@pytest.mark.parametrize("variant", [{}, {"tern_weights": "1001", "tern_acts": "0110"}, {"l1_fp": True}])
+@pytest.mark.parametrize("variant", [{}, {"tern_weights": "1001", "tern_acts": "0110"}, {"first_layer_8bit": True}])
 def test_round_trip_is_bit_exact_at_the_quantized_values(tmp_path, tiny_run, variant):
     from training.compact import weight_kinds
     ck = read_checkpoint(tiny_run / "final.pt")

@@ -105,3 +105,18 @@ def test_two_runs_in_the_same_second_get_their_own_folders(tmp_path):
     cfg = TrainConfig(results=str(tmp_path))
     a, b = Run.create(cfg, "same"), Run.create(cfg, "same")
     assert a.dir != b.dir and a.dir.is_dir() and b.dir.is_dir()
+
+
+def test_renamed_8bit_keys_are_still_read(tmp_path, capsys):
+    """first_layer_8bit / last_layer_8bit were l1_fp / ln_fp: a preset or flag with the old key is read as
+    the new one with a note; a checkpoint's recorded config with the old keys, silently."""
+    preset = tmp_path / "old.yml"
+    preset.write_text("model: lenet5\nl1_fp: true\n")
+    cfg, _ = resolve(str(preset), {"ln_fp": "true"})
+    assert cfg.first_layer_8bit and cfg.last_layer_8bit
+    err = capsys.readouterr().err
+    assert "l1_fp is now first_layer_8bit" in err and "ln_fp is now last_layer_8bit" in err
+    args = parser().parse_args(["--model", "lenet5", "--l1-fp", "true"])
+    assert args.first_layer_8bit == "true"
+    recorded = TrainConfig.from_dict({"model": "lenet5", "l1_fp": True}, str(tmp_path / "last.pt"))
+    assert recorded.first_layer_8bit and capsys.readouterr().err == ""

@@ -54,20 +54,20 @@ def inputs(tmp_path_factory):
 T, H, S, D, Y = "training", "hw_build", "sim", "driver", "study"
 # (command, arguments with {d} for the inputs folder and {o} for an output that must not appear, code, words)
 CASES = [
-    (T, "x --params configs/lenet5_binary.yml --lr nan --results {o}", 2, "lr"),
-    (T, "x --params configs/lenet5_binary.yml --lr inf --results {o}", 2, "lr"),
-    (T, "x --params configs/lenet5_binary.yml --lr -0.1 --results {o}", 2, "lr"),
-    (T, "x --params configs/lenet5_binary.yml --epochs 0 --results {o}", 2, "epochs"),
+    (T, "x --params configs/lenet5_binary.yml --lr nan --results {o}", 2, "lr: must be a finite number, got nan"),
+    (T, "x --params configs/lenet5_binary.yml --lr inf --results {o}", 2, "lr: must be a finite number, got inf"),
+    (T, "x --params configs/lenet5_binary.yml --lr -0.1 --results {o}", 2, "lr: must be positive, got -0.1"),
+    (T, "x --params configs/lenet5_binary.yml --epochs 0 --results {o}", 2, "epochs: must be positive, got 0"),
     (T, "x --params configs/lenet5_binary.yml --test-limit -5 --results {o}", 2, "test_limit"),
     (T, "x --params configs/lenet5_binary.yml --batch-size 0 --results {o}", 2, "batch_size"),
     (T, "x --params configs/lenet5_binary.yml --width-scale 0 --results {o}", 2, "width_scale"),
     (T, "x --params configs/lenet5_binary.yml --distill-from {d}/missing --results {o}", 2, "missing"),
     (T, "x --params {d}/missing.yml --results {o}", 2, "missing.yml"),
-    (T, "x --params {d}/empty.yml --results {o}", 2, "empty"),
-    (T, "x --params {d}/nomodel.yml --results {o}", 2, "model"),
+    (T, "x --params {d}/empty.yml --results {o}", 2, "empty.yml is empty"),
+    (T, "x --params {d}/nomodel.yml --results {o}", 2, "nomodel.yml does not name its model"),
     (T, "x --params {d}/bad.yml --results {o}", 2, "bad.yml"),
     (T, "x --params {d}/unknown.yml --results {o}", 2, "learning_rate"),
-    (T, "x --params configs/lenet5_binary.yml --results {d}/a_file/sub", 2, "a_file"),
+    (T, "x --params configs/lenet5_binary.yml --results {d}/a_file/sub", 2, "a_file is not a directory; give --results"),
     (T, "x", 2, "--params"),
     (T, "--inference", 2, "--model-path"),
     (T, "--inference --model-path {d}/missing", 2, "missing"),
@@ -84,7 +84,7 @@ CASES = [
     (H, "--model {d}/missing --out {o}", 2, "missing"),
     (H, "--model {d}/empty_dir --out {o}", 2, "empty_dir"),
     (H, "--model {d}/trunc.pt --out {o}", 2, "trunc.pt"),
-    (H, "--model {d}/float.pt --out {o}", 2, "float"),
+    (H, "--model {d}/float.pt --out {o}", 2, "float.pt is a float model"),
     (H, "--model {d}/ok.pt --board Zedboard --out {o}", 2, "Zedboard"),
     (H, "--model {d}/ok.pt --target-fps 0 --out {o}", 2, "target-fps"),
     (H, "--model {d}/ok.pt --target-fps -5 --out {o}", 2, "target-fps"),
@@ -98,18 +98,18 @@ CASES = [
     (H, "--model {d}/ok.pt --folding {d}/missing.json --out {o}", 2, "missing.json"),
     (H, "--model {d}/ok.pt --folding {d}/bad.json --out {o}", 2, "bad.json"),
     (H, "--model {d}/ok.pt --folding {d}/list.json --out {o}", 2, "list.json"),
-    (H, "--model {d}/ok.pt --specialize {d}/missing.json --folding {d}/list.json --out {o}", 2, "json"),
+    (H, "--model {d}/ok.pt --specialize {d}/missing.json --folding {d}/list.json --out {o}", 2, "folding file {d}/list.json holds a list"),
     (H, "--model {d}/ok.pt --stop-after synthesis --out {o}", 2, "synthesis"),
     (S, "--build {d}/missing", 2, "missing"),
     (S, "--build {d}/empty_dir", 2, "empty_dir"),
-    (S, "--build {d}/empty_dir -n -5", 2, "-n"),
+    (S, "--build {d}/empty_dir -n -5", 2, "-n takes N >= 0 images"),
     (S, "--build {d}/empty_dir --workers 0", 2, "--workers"),
     (S, "--build {d}/empty_dir --mode rtlsim --workers 2", 2, "--workers"),
     (S, "--build {d}/empty_dir --batch-size 0", 2, "--batch-size"),
     (S, "--build {d}/empty_dir --mode finn --batch-size 5", 2, "--batch-size"),
     (D, "--package {d}/missing", 2, "missing"),
     (D, "--package {d}/pkg --batch 0", 2, "--batch"),
-    (D, "--package {d}/pkg -n -5", 2, "-n"),
+    (D, "--package {d}/pkg -n -5", 2, "-n takes N >= 0 images"),
     (D, "--package {d}/pkg --backend sim", 2, "does not fit"),
     (D, "--package {d}/pkg --backend sim --batch 10", 2, "--batch"),
     (D, "--package {d}/pkg --sim-mode rtlsim", 2, "--sim-mode"),
@@ -141,7 +141,7 @@ def _main(cmd):
 def test_bad_input_gets_one_line_and_its_exit_code(cmd, args, code, words, inputs, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     out = tmp_path / "must_not_exist"
-    argv = args.format(d=inputs, o=out).split()
+    argv, words = args.format(d=inputs, o=out).split(), words.format(d=inputs, o=out)
     before = sorted(p.name for p in inputs.iterdir())
     rc = _main(cmd)(argv)
     err = capsys.readouterr().err.strip()

@@ -68,3 +68,17 @@ def test_deps_check_reports_each_board(tmp_path):
     r = subprocess.run([sys.executable, "-m", "hw_build.deps", "--check", "ZCU104"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
     assert "generates code for 8d979e2 (its pin)" in r.stdout and "BNN_HLSLIB_ANY_COMMIT=1" in r.stdout, r.stdout
+
+
+def test_make_deps_names_what_it_could_not_fetch(tmp_path):
+    """make deps runs finn-plus's own updater; a dependency it cannot fetch (here a git server that does not
+    answer, as GitHub for a machine without it) ends in exit 3 naming it, not in FINN's bare exit 1."""
+    defs = tmp_path / "deps.yaml"
+    defs.write_text("git_deps:\n  finn-hlslib:\n    url: http://127.0.0.1:9/finn-hlslib.git\n"
+                    "    commit: 8d979e2bdced486dd25d26607d1ff5ae327ed6a8\n    pip_install: False\n"
+                    "    install_editable: False\nboardfile_deps: {}\ndirect_download_deps: {}\n")
+    env = {**os.environ, "FINN_DEPS": str(tmp_path / "deps"), "FINN_DEPS_DEFINITIONS": str(defs)}
+    r = subprocess.run([sys.executable, "-m", "hw_build.deps"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 3 and last.startswith("error: FINN's dependency update left finn-hlslib missing"), r.stderr

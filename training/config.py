@@ -42,8 +42,9 @@ class TrainConfig:
     binarize: bool = _opt(True, "binary weights and activations (Brevitas); false trains the float reference")
     tern_weights: str = _opt("", "per-layer ternary weights, one 0/1 per weight layer, e.g. '1001' (LeNet5 has 4, VGGNet7 9)")
     tern_acts: str = _opt("", "per-layer ternary inputs, one 0/1 per weight layer; index 0 applies with binarize_input")
-    l1_fp: bool = _opt(False, "first layer at 8-bit weights instead of binary ('full precision' that FINN can build)")
-    ln_fp: bool = _opt(False, "last layer at 8-bit weights instead of binary")
+    first_layer_8bit: bool = _opt(False, "first layer at 8-bit weights instead of binary (the study's 'full "
+                                         "precision' that FINN can build; old key: l1_fp)")
+    last_layer_8bit: bool = _opt(False, "last layer at 8-bit weights instead of binary (old key: ln_fp)")
     binarize_input: bool = _opt(False, "binarize the input pixels at binarize_input_threshold")
     binarize_input_threshold: float = _opt(0.5, "threshold for binarize_input, on pixels scaled to [0, 1]")
     width_scale: float = _opt(1.0, "multiplies every hidden layer's channel/neuron count (study: x1, x2, x4)")
@@ -119,8 +120,9 @@ class TrainConfig:
             s = getattr(self, key)
             if s and (len(s) != n or set(s) - {"0", "1"}):
                 raise ConfigError(f"{key}: {s!r} must be {n} characters of 0/1 for {self.model}")
-        if (self.tern_weights or self.tern_acts or self.l1_fp or self.ln_fp) and not self.binarize:
-            raise ConfigError("tern_weights/tern_acts/l1_fp/ln_fp apply to quantized nets: set binarize: true")
+        if (self.tern_weights or self.tern_acts or self.first_layer_8bit or self.last_layer_8bit) and not self.binarize:
+            raise ConfigError("tern_weights/tern_acts/first_layer_8bit/last_layer_8bit apply to quantized nets: "
+                              "set binarize: true")
         if self.biases and self.binarize:
             raise ConfigError("biases: quantized nets have no biases (FINN folds BN into thresholds); "
                               "set biases: false or binarize: false")
@@ -160,7 +162,8 @@ class TrainConfig:
         """The one way a config is read back (presets, checkpoints, run folders): each known key coerced to its
         field's type (errors name the source), keys of other versions ignored, then the overrides (from the
         command line, or what overrides_source names), whose keys must be known."""
-        unknown = sorted(set(overrides or {}) - set(FIELDS))
+        values, overrides = renamed(values, source), renamed(overrides or {}, overrides_source)
+        unknown = sorted(set(overrides) - set(FIELDS))
         if unknown:
             raise ConfigError(f"unknown option {', '.join(unknown)} ({overrides_source}); options are the preset "
                               f"keys (python -m training --help)")
@@ -229,6 +232,18 @@ def coerce(f: dataclasses.Field, value, source: str):
 
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
+RENAMED = {"l1_fp": "first_layer_8bit", "ln_fp": "last_layer_8bit"}  # old key -> key; old keys still read
+
+
+def renamed(values: dict, source: str, quiet: tuple = ("checkpoint",)) -> dict:
+    """values with old keys under their new names; a note for each where a user wrote it (not for what
+    checkpoints and run folders of earlier versions recorded)."""
+    old = [k for k in values if k in RENAMED]
+    if old and not any(q in source for q in quiet) and not source.endswith((".pt", ".npz", "params.yml")):
+        import sys
+        print(f"note: {', '.join(f'{k} is now {RENAMED[k]}' for k in old)} ({source}); read as such",
+              file=sys.stderr)
+    return {RENAMED.get(k, k): v for k, v in values.items()}
 
 
 def load_preset(path: str | Path) -> dict:
@@ -240,6 +255,7 @@ def load_preset(path: str | Path) -> dict:
         raise ConfigError(f"preset {path} is empty; a preset names at least its model (see configs/*.yml)")
     if "model" not in data:
         raise ConfigError(f"preset {path} does not name its model (model: lenet5 or vggnet7)")
+    data = renamed(data, str(path))
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise ConfigError(f"preset {path}: unknown key(s) {', '.join(unknown)}; "
@@ -264,6 +280,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
                            metavar=_type_of(f).__name__.upper(),
                            help=f"{f.metadata['help']}{extra} (default: {default!r})")
+    for old, new in RENAMED.items():  # the old flags still work, unlisted
+        group.add_argument("--" + old.replace("_", "-"), dest=new, default=None, help=argparse.SUPPRESS)
 
 
 def overrides_from(args: argparse.Namespace) -> dict:

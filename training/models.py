@@ -110,9 +110,9 @@ def layer_precisions(cfg, n: int) -> tuple[list, list]:
     if not cfg.binarize:
         return ["float"] * n, ["pixels"] + ["float"] * (n - 1)
     w = ["ternary" if cfg.tern_weights and cfg.tern_weights[i] == "1" else "binary" for i in range(n)]
-    if cfg.l1_fp:
+    if cfg.first_layer_8bit:
         w[0] = "int8"
-    if cfg.ln_fp:
+    if cfg.last_layer_8bit:
         w[-1] = "int8"
     a = ["ternary" if cfg.tern_acts and cfg.tern_acts[i] == "1" else "binary" for i in range(n)]
     if not cfg.binarize_input:
