@@ -82,3 +82,8 @@ def test_make_deps_names_what_it_could_not_fetch(tmp_path):
                        timeout=300)
     last = r.stderr.strip().splitlines()[-1]
     assert r.returncode == 3 and last.startswith("error: FINN's dependency update left finn-hlslib missing"), r.stderr
+    defs.write_text(defs.read_text().replace("http://127.0.0.1:9/", "file:///nowhere/"))  # not a URL FINN takes
+    r = subprocess.run([sys.executable, "-m", "hw_build.deps"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    err = r.stderr.strip()
+    assert r.returncode == 2 and "Traceback" not in err and err.startswith(f"error: FINN's dependency definitions {defs}")
