@@ -52,10 +52,8 @@ def has_unflatten(lib: Path) -> bool:
 
 def pinned_hlslib_commit() -> str:
     """The finn-hlslib commit finn-plus generates code for, from its own dependency list."""
-    import yaml
-    import finn
-    deps = yaml.safe_load((Path(finn.__file__).parent / "interface" / "external_dependencies.yaml").read_text())
-    return deps["git_deps"]["finn-hlslib"]["commit"][:7]
+    from hw_build.deps import pins
+    return pins()["git_deps"]["finn-hlslib"]["commit"][:7]
 
 
 def has_vector_pool(lib: Path) -> bool:

@@ -110,6 +110,7 @@ CASES = [
     (D, "--package {d}/missing", 2, "missing"),
     (D, "--package {d}/pkg --batch 0", 2, "--batch"),
     (D, "--package {d}/pkg -n -5", 2, "-n takes N >= 0 images"),
+    (D, "--package {d}/pkg --timeout 0", 2, "--timeout must be a positive number of seconds, got 0.0"),
     (D, "--package {d}/pkg --backend sim", 2, "does not fit"),
     (D, "--package {d}/pkg --backend sim --batch 10", 2, "--batch"),
     (D, "--package {d}/pkg --sim-mode rtlsim", 2, "--sim-mode"),
