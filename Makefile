@@ -11,11 +11,10 @@ PY        := .venv/bin/python
 # Datasets: the offline copies beside the checkout when present, else ./data (filled by `make data`).
 DATA_DIR  ?= $(if $(wildcard ../shared/datasets/mnist.npz),../shared/datasets,data)
 export BNN_DATA_DIR := $(abspath $(DATA_DIR))
-DATASET   := $(if $(filter vggnet7,$(MODEL)),cifar10,mnist)
 PRETRAINED = pretrained/$(MODEL)/$(PRECISION)
 BUILD_DIR  = build/$(MODEL)_$(PRECISION)_$(BOARD)
 
-.PHONY: help setup data deps train test test-fast study bench bench-sim build bitstream sim infer export clean
+.PHONY: help setup data deps train test test-fast sweep study bench bench-sim figures build bitstream sim infer export clean
 
 help:
 	@echo "make train MODEL=lenet5|vggnet7 PRECISION=binary|float|ternary|pynqz1 [EPOCHS=N] [ID=name]"
@@ -23,11 +22,13 @@ help:
 	@echo "make test                       the test suite (CI runs this)"
 	@echo "make test-fast                  the suite without the tests marked slow (-m 'not slow')"
 	@echo "make data                       download MNIST and CIFAR-10 into ./data (torchvision)"
-	@echo "make study [QUICK=1] [SPEC=lenet5] [CLUSTER=local:2|tcp://host:8786]   capacity study: accuracy vs LUT/FPS"
+	@echo "make sweep [QUICK=1] [SPEC=lenet5] [CLUSTER=local:2|tcp://host:8786]   capacity sweep: accuracy vs LUT/FPS"
+	@echo "                                 (make study is the same target)"
 	@echo "make bench                      training images/s in fp32 and bf16, epoch times (with CUDA: GPU epoch time);"
 	@echo "                                 STUDY_REPO=DIR: also side by side with the study's own code (one thread, batch 50)"
 	@echo "make bench-sim                  simulation speed: the python mode on the whole test set next to Brevitas inference"
 	@echo "                                 (builds LeNet5/Pynq-Z1 and VGGNet7/ZCU104 first when missing)"
+	@echo "make figures                    docs/img/*.png from the shipped model, a LeNet5 build and a sweep (tools/figures.py)"
 	@echo "make build MODEL=lenet5 BOARD=Pynq-Z1      FINN build to HW code, verified stage by stage"
 	@echo "make build MODEL=vggnet7 BOARD=ZCU104|KV260, or MODEL=vggnet7 PRECISION=pynqz1 BOARD=Pynq-Z1"
 	@echo "make deps                       FINN's dependencies (finn-hlslib, board files; finn_xsi with Vivado sourced)"
@@ -52,17 +53,17 @@ export: setup
 	$(PY) -m training --export $(PRETRAINED)
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=20 tests
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" tests
 
-study: setup
-	$(PY) -m study configs/study/$(or $(SPEC),lenet5).yml $(if $(QUICK),--quick) $(if $(CLUSTER),--cluster $(CLUSTER))
+sweep study: setup
+	$(PY) -m sweep configs/sweep/$(or $(SPEC),lenet5).yml $(if $(QUICK),--quick) $(if $(CLUSTER),--cluster $(CLUSTER))
 
 bench: setup
-	$(PY) -m training.bench
-	@if [ -n "$(STUDY_REPO)" ]; then $(PY) -m training.bench_study --study-repo $(STUDY_REPO); \
+	$(PY) -m tools.bench_train
+	@if [ -n "$(STUDY_REPO)" ]; then $(PY) -m tools.bench_study --study-repo $(STUDY_REPO); \
 	else echo "side by side with the study's code: make bench STUDY_REPO=<checkout of RWTH-IDS/efficient-binary-neural-networks>"; fi
 
 BENCH_BUILDS = build/lenet5_binary_Pynq-Z1 build/vggnet7_binary_ZCU104
@@ -71,7 +72,10 @@ bench-sim: setup
 	    --board Pynq-Z1 --verify-images 0 --out build/lenet5_binary_Pynq-Z1
 	@test -f build/vggnet7_binary_ZCU104/build_state.json || $(PY) -m hw_build --checkpoint pretrained/vggnet7/binary \
 	    --board ZCU104 --verify-images 0 --stop-after hw_codegen --out build/vggnet7_binary_ZCU104
-	$(PY) -m sim.bench $(BENCH_BUILDS) --out build/bench_sim.json
+	$(PY) -m tools.bench_sim $(BENCH_BUILDS) --out build/bench_sim.json
+
+figures: setup
+	$(PY) -m tools.figures
 
 deps: setup
 	$(PY) -m hw_build.deps

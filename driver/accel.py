@@ -72,11 +72,17 @@ class Accelerator:
         if self.io.get("num_inputs", 1) != 1 or self.io.get("num_outputs", 1) != 1:
             raise AccelError("this driver runs accelerators with one input and one output stream")
         self.overlay = Overlay(str(bitfile), download=download)
-        self.idma = getattr(self.overlay, self.io.get("idma_names", ["idma0"])[0])
-        self.odma = getattr(self.overlay, self.io.get("odma_names", ["odma0"])[0])
+        self.idma = self._ip(self.io.get("idma_names", ["idma0"])[0])
+        self.odma = self._ip(self.io.get("odma_names", ["odma0"])[0])
         self._batch = 0
         self.batch_size = batch_size
         self.write_runtime_weights(Path(runtime_weight_dir), bool(settings.get("runtime_weights")))
+
+    def _ip(self, name: str):
+        if name not in self.overlay.ip_dict:
+            raise AccelError(f"the bitstream has no IP {name} (its IPs: {', '.join(sorted(self.overlay.ip_dict))}): "
+                             f"the package and the bitfile come from different builds")
+        return getattr(self.overlay, name)
 
     def _shape(self, key: str, n: int) -> tuple:
         return (n,) + tuple(self.io[key][0][1:])

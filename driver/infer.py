@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 
 class InferError(RuntimeError):
     """Bad input (exit 2) or missing hardware or pynq (exit 3); the message names the problem and the fix.
-    The project's error contract (training/errors.py), kept here so that driver/ needs nothing else."""
+    The project's error contract (common/errors.py), kept here so that driver/ needs nothing else."""
 
     def __init__(self, message: str, exit_code: int = 2):
         super().__init__(message)
@@ -51,6 +51,9 @@ def parser():
                                           "default 100)")
     p.add_argument("-n", "--images", type=int, default=0, help="first N test images; 0: all in the package")
     p.add_argument("--bitfile", type=Path, help="bitfile (default PACKAGE/bitfile/finn-accel.bit; .hwh beside it)")
+    p.add_argument("--build", type=Path, metavar="DIR",
+                   help="sim and emulated: the build folder the package came from (default: the folder holding "
+                        "the package, build/NAME for build/NAME/deploy)")
     p.add_argument("--sim-mode", choices=["python", "rtlsim"],
                    help="simulation used by --backend sim / emulated (default python)")
     p.add_argument("--out", type=Path, help="JSON report (default PACKAGE/report_<backend>.json)")
@@ -113,8 +116,17 @@ def progress(total, enabled):
         return Bar()
 
 
+def build_folder(pkg: Path, given: Path | None) -> Path:
+    """The build folder the simulation backends run: given, or the one holding the package."""
+    build = (given or pkg.parent).resolve()
+    if not (build / "build_state.json").is_file():
+        raise InferError(f"{build} is not a build folder (no build_state.json): --backend sim and emulated run the "
+                         f"build's graph; give --build DIR (the folder python -m hw_build wrote)")
+    return build
+
+
 def open_accelerator(pkg: Path, settings: dict, bitfile: Path, batch: int, emulated: bool, sim_mode: str = "python",
-                     timeout_s: float = 60.0):
+                     timeout_s: float = 60.0, build: Path | None = None):
     """driver/accel.py's Accelerator (numpy + pynq only); emulated: on the stand-in pynq of sim/pynq_standin,
     whose fabric is a simulator process in the project's environment."""
     if emulated:
@@ -122,8 +134,7 @@ def open_accelerator(pkg: Path, settings: dict, bitfile: Path, batch: int, emula
         if not (root / "sim" / "fabric.py").is_file():
             raise InferError("--backend emulated runs from the project checkout: python driver/infer.py ...")
         sys.path.insert(0, str(root / "sim" / "pynq_standin"))
-        info = json.loads((pkg / "package.json").read_text())
-        os.environ["BNN_FABRIC"] = json.dumps({"argv": [sys.executable, "-m", "sim.fabric", info["build_dir"],
+        os.environ["BNN_FABRIC"] = json.dumps({"argv": [sys.executable, "-m", "sim.fabric", str(build),
                                                         "--mode", sim_mode],
                                                "cwd": str(root)})
     else:
@@ -181,13 +192,13 @@ def run_overlay(accel, x, batch, bar):
     return out, total, float(np.median(lat))
 
 
-def run_sim(pkg: Path, info: dict, n: int, mode: str, bar):
+def run_sim(pkg: Path, build_dir: Path, n: int, mode: str, bar):
     root = HERE.parent
     if not (root / "sim" / "run.py").is_file():
         raise InferError("--backend sim runs from the project checkout: python driver/infer.py --backend sim ...")
     sys.path.insert(0, str(root))
     from sim.run import Build, run_graph
-    build = Build.load(Path(info["build_dir"]))
+    build = Build.load(build_dir)
     x = np.load(pkg / "data" / "test_x.npy")[: n or None].transpose(0, 3, 1, 2)
     t0 = time.time()
     top1 = run_graph(build, x, mode)[0]
@@ -216,15 +227,16 @@ def main(argv=None) -> int:
         settings, info, x, y = load_package(pkg, args.images)
         args.batch = min(args.batch, len(x))
         bitfile = (args.bitfile or pkg / "bitfile" / "finn-accel.bit").resolve()
+        build = build_folder(pkg, args.build) if args.backend != "board" else None
         with progress(len(x), not args.no_progress) as bar:
             if args.backend == "sim":
-                top1, total = run_sim(pkg, info, len(x), args.sim_mode, bar)
+                top1, total = run_sim(pkg, build, len(x), args.sim_mode, bar)
                 latency = None
             else:  # open_accelerator puts this folder on sys.path for accel.py
                 if args.backend == "board" and not args.any_board:
                     check_board(info.get("board"), os.environ.get("BOARD"))
                 accel = open_accelerator(pkg, settings, bitfile, args.batch, args.backend == "emulated", args.sim_mode,
-                                         args.timeout)
+                                         args.timeout, build)
                 from accel import AccelError  # beside this file (open_accelerator put it on the path)
                 try:
                     top1, total, latency = run_overlay(accel, x, args.batch, bar)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from training.errors import UserError
+from common.errors import UserError
 
 
 @dataclass(frozen=True)

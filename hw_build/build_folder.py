@@ -1,4 +1,5 @@
-"""The build folder as one contract: hw_build writes it, sim and the emulated board read it.
+"""The build folder as one contract: hw_build writes it, sim and the emulated board read it. Every path
+inside it is spelled here and nowhere else.
 
 build/<model>_<precision>_<board>/
   checkpoint.pt|.npz     the checkpoint built (a copy; its SHA-256 in build_state.json)
@@ -8,9 +9,10 @@ build/<model>_<precision>_<board>/
   report/                estimates.json, summary.txt, cycles_per_layer.png, resources_per_layer.png
   finn/                  FINN's own output folder (reports, intermediate_models/dataflow_parent.onnx)
   finn_tmp/              FINN's generated code per layer
+  driver_settings/       FINN's MakePYNQDriver output before Vivado (settings.json, runtime_weights/)
   deploy/                the deployment package (hw_build/package.py)
   sim/                   simulation reports and Verilator builds
-  build_state.json       steps done, timings, where it stopped, checkpoint hash
+  build_state.json       the whole configuration (--replay), steps done, timings, where it stopped, hashes
 """
 from __future__ import annotations
 
@@ -18,6 +20,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from common.errors import read_user_file
+from common.files import write_json
+from .errors import BuildError
 
 
 @dataclass(frozen=True)
@@ -28,14 +34,22 @@ class BuildFolder:
         object.__setattr__(self, "root", Path(self.root).resolve())
 
     state_file = property(lambda self: self.root / "build_state.json")
+    model_onnx = property(lambda self: self.root / "model.onnx")
     intermediate = property(lambda self: self.root / "intermediate")
     verification = property(lambda self: self.root / "verification")
     report = property(lambda self: self.root / "report")
     estimates_file = property(lambda self: self.root / "report" / "estimates.json")
     finn_out = property(lambda self: self.root / "finn")
+    finn_report = property(lambda self: self.root / "finn" / "report")
+    finn_deploy = property(lambda self: self.root / "finn" / "deploy")
+    finn_driver = property(lambda self: self.root / "finn" / "driver")
+    finn_verification = property(lambda self: self.root / "finn" / "verification_output")
+    stitched_io = property(lambda self: self.root / "verification" / "stitched_ip")
     finn_tmp = property(lambda self: self.root / "finn_tmp")
+    driver_settings = property(lambda self: self.root / "driver_settings")
     parent_model = property(lambda self: self.root / "finn" / "intermediate_models" / "dataflow_parent.onnx")
     deploy = property(lambda self: self.root / "deploy")
+    summary_file = property(lambda self: self.root / "report" / "summary.txt")
     sim = property(lambda self: self.root / "sim")
 
     def checkpoint_copy(self, suffix: str) -> Path:
@@ -49,15 +63,11 @@ class BuildFolder:
         return found[-1] if found else None
 
     def write_state(self, state: dict) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self.state_file)
+        write_json(self.state_file, state)
 
     def read_state(self) -> dict | None:
         if not self.state_file.is_file():
             return None
-        from training.errors import read_user_file
-        from .errors import BuildError
         return read_user_file(self.state_file, "build state", "json", "build again into this folder (python -m "
                               "hw_build ... --out FOLDER) or into a new one", BuildError)
 

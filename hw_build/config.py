@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+import typing
 
 from .boards import get_board
 from .errors import BuildError
 
-ROOT = Path(__file__).resolve().parent.parent
+from common.paths import BUILD, FOLDING
 
 
 @dataclass
@@ -41,8 +42,15 @@ class HwConfig:
     mvau_wwidth_max: int = field(default=1024, metadata={"metavar": "BITS", 
         "help": "widest weight stream (bits) automatic folding may give one MVAU PE"})
     stop_after: str | None = field(default=None, metadata={
-        "metavar": "STEP", "help": "end the flow after this step (see README: export, streamline, convert_to_hw, "
-                                   "estimates, hw_codegen, ...)"})
+        "metavar": "STEP", "help": "end the flow after this step (docs/hardware.md lists them: export, streamline, "
+                                   "convert_to_hw, estimates, hw_codegen, ...)"})
+    start_step: str | None = field(default=None, metadata={
+        "metavar": "STEP", "help": "resume the build in --out at this step, from the model its earlier run saved "
+                                   "after the step before (intermediate/NN_STEP.onnx); the configuration must be "
+                                   "that build's (--replay DIR --start-step STEP takes it from the folder)"})
+
+    # what a --start-step run may change of the build it resumes (the rest must be the same)
+    RUN_ONLY = ("start_step", "stop_after", "verify_images", "bitstream", "out", "data_dir")
 
     def validate(self) -> None:
         """Every numeric option finite and in range, before any work."""
@@ -60,6 +68,21 @@ class HwConfig:
             raise BuildError("--mvau-wwidth-max bounds automatic folding; --folding gives every layer's folding: "
                              "drop one of them")
 
+    def to_state(self) -> dict:
+        """The configuration as build_state.json records it (paths as text)."""
+        return {f.name: str(v) if isinstance(v, Path) else v for f in fields(self) for v in [getattr(self, f.name)]}
+
+    @classmethod
+    def from_state(cls, values: dict, source: Path) -> "HwConfig":
+        """The configuration build_state.json recorded; refused naming the key when it does not fit."""
+        known = {f.name for f in fields(cls)}
+        if not isinstance(values, dict) or "checkpoint" not in values or set(values) - known:
+            raise BuildError(f"{source} records no build configuration this version reads (unknown: "
+                             f"{sorted(set(values) - known) if isinstance(values, dict) else values!r}); "
+                             f"build again with python -m hw_build --checkpoint ... --out FOLDER")
+        paths = {"checkpoint", "folding", "specialize", "out"}
+        return cls(**{k: Path(v) if k in paths and v is not None else v for k, v in values.items()})
+
     def model_id(self, train_cfg) -> str:
         width = "" if train_cfg.width_scale == 1 else f"_w{train_cfg.width_scale:g}"
         return f"{train_cfg.model}_{precision_name(train_cfg)}{width}"
@@ -67,7 +90,6 @@ class HwConfig:
 
 def add_arguments(p) -> None:
     """One flag per HwConfig field, its type and default from the field, its help from the field's metadata."""
-    import typing
     hints = typing.get_type_hints(HwConfig)
     for f in fields(HwConfig):
         meta = f.metadata
@@ -99,13 +121,13 @@ def precision_name(cfg) -> str:
 
 
 def default_out(hw: HwConfig, train_cfg) -> Path:
-    return ROOT / "build" / f"{hw.model_id(train_cfg)}_{get_board(hw.board).name}"
+    return BUILD / f"{hw.model_id(train_cfg)}_{get_board(hw.board).name}"
 
 
 def shipped_folding(hw: HwConfig, train_cfg) -> Path | None:
     """configs/folding/<model>_<precision>_<board>.json (its .specialize.json, FINN's specialize_layers config
     naming the layers that take the RTL implementation, beside it)."""
-    p = ROOT / "configs" / "folding" / f"{hw.model_id(train_cfg)}_{get_board(hw.board).name}.json"
+    p = FOLDING / f"{hw.model_id(train_cfg)}_{get_board(hw.board).name}.json"
     return p if p.is_file() else None
 
 
@@ -129,7 +151,7 @@ def _check_json(what: str, path: Path | None) -> None:
     """A folding or specialize file must exist and hold a JSON object keyed by layer name."""
     if path is None:
         return
-    from training.errors import read_user_file
+    from common.errors import read_user_file
     data = read_user_file(path, what, "json", 'FINN\'s format: {"MVAU_hls_0": {"PE": 4, "SIMD": 8}, ...}', BuildError)
     if not all(isinstance(v, dict) for v in data.values()):
         raise BuildError(f"{what} {path} must map layer names to attribute objects (FINN's format)")

@@ -7,21 +7,23 @@ FINN's Vivado simulator binding (finn_xsi) where Vivado is sourced. Needs GitHub
 downloaded by anything else.
 
 `bitstream_problems(board)` is the preflight of `--bitstream`: every missing prerequisite at once, read from
-the disk only (no network, nothing written).
+the disk and the tools' own `-version` (no network, nothing written).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from training.errors import ToolError, UserError
+from common.errors import ToolError, UserError
+from common.paths import DEPS
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DEPS = ROOT / "deps" / "finn"
-HLSLIB_ANY = "BNN_HLSLIB_ANY_COMMIT"  # set to 1: build with a finn-hlslib at another commit than the pin
+DEFAULT_DEPS = DEPS / "finn"
+HLSLIB_ANY = "BNN_HLSLIB_ANY_COMMIT"
+BITSTREAM_DISK_GIB = 20  # a guideline: Vivado projects per layer plus the stitched design  # set to 1: build with a finn-hlslib at another commit than the pin
 
 
 def deps_dir() -> Path:
@@ -61,7 +63,7 @@ def hlslib_problem(where: Path, deps: dict) -> str | None:
     return None
 
 
-def bitstream_problems(board) -> list[str]:
+def bitstream_problems(board, out: Path | None = None) -> list[str]:
     """What a --bitstream build of this board lacks here, each with what provides it."""
     from .finn_env import SUPPORTED_TOOLS, missing_tools, setup, vivado_release, xsi_ready
     setup(create=False)
@@ -70,6 +72,7 @@ def bitstream_problems(board) -> list[str]:
     if missing:
         problems.append(f"{' and '.join(missing)} not in PATH: install {SUPPORTED_TOOLS} and source its "
                         f"settings64.sh")
+    problems += release_problems([t for t in ("vivado", "vitis_hls") if t not in missing])
     if "vivado" not in missing:
         release = vivado_release()
         if release is None:
@@ -84,7 +87,36 @@ def bitstream_problems(board) -> list[str]:
         problems.append(hls)
     if board.board_files and not board_files_dir(board.board_files, deps, where).is_dir():
         problems.append(f"the {board.name} board files ({board.board_files}) are not in {where / 'board_files'}")
+    space = disk_problem(out or Path.cwd())
+    if space:
+        problems.append(space)
     return problems
+
+
+def release_problems(tools: list[str]) -> list[str]:
+    """The releases the tools on PATH report: each one FINN supports, and all the same."""
+    from .finn_env import SUPPORTED_RELEASES, tool_release
+    found = {t: tool_release(t) for t in tools}
+    problems = [f"{t} -version reports {'no release' if r is None else 'v' + r}; FINN supports "
+                f"{' or '.join(SUPPORTED_RELEASES)}: source the settings64.sh of one of those"
+                for t, r in found.items() if r not in SUPPORTED_RELEASES]
+    if not problems and len(set(found.values())) > 1:
+        problems.append(f"vivado and vitis_hls come from different releases ({found}): source one release's "
+                        f"settings64.sh")
+    return problems
+
+
+def disk_problem(out: Path) -> str | None:
+    """Room for a bitstream build where it writes (FINN's code, IP and Vivado projects go into the build
+    folder): at least BITSTREAM_DISK_GIB free."""
+    base = Path(out).resolve()
+    while not base.exists():
+        base = base.parent
+    free = shutil.disk_usage(base).free / 2**30
+    if free < BITSTREAM_DISK_GIB:
+        return (f"{free:.1f} GiB free under {base}; a bitstream build needs about {BITSTREAM_DISK_GIB} GiB "
+                f"(Vivado projects of every layer): free space or give --out on a larger disk")
+    return None
 
 
 def update(log=print) -> int:
@@ -123,7 +155,7 @@ def update(log=print) -> int:
 
 
 def main(argv=None) -> int:
-    from training.errors import cli
+    from common.errors import cli
     return cli(_main, argv)
 
 

@@ -1,7 +1,7 @@
 """The build's errors, in one module (steps, estimates and the runner raise them; the CLI maps them to exit codes)."""
 from __future__ import annotations
 
-from training.errors import UserError
+from common.errors import UserError
 
 
 class BuildError(UserError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+import copy
 
 import matplotlib
 
@@ -27,7 +28,6 @@ UNSIZED_FIFOS = ("FIFO depths are the minimal ones FINN inserts (unsized): FINN'
 
 def final_graph(model, part: str):
     """A copy of the accelerator with FINN's data-width converters and FIFOs inserted, as FINN stitches it."""
-    import copy
 
     from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
     from finn.transformation.fpgadataflow.insert_fifo import InsertFIFO
@@ -164,7 +164,15 @@ def summary(est: dict, board: Board) -> str:
                      f"{n.get('resType', ''):7s} {n.get('ram_style', ''):11s} {n.get('weight_memory', ''):15s} "
                      f"{n.get('memory', ''):6s} {'' if eff is None else f'{100 * eff:.0f}%':>5s}")
     depths = sorted(set(fifos.values()))
-    lines.append(f"  FIFOs: {len(fifos)}, depths {', '.join(map(str, depths))}; {UNSIZED_FIFOS}")
+    if isinstance(est.get("fifo_depths"), dict):  # a bitstream build: FINN's sizing, per FIFO
+        sized = est["fifo_depths"]
+        lines.append(f"  FIFOs sized by FINN: {len(sized)}, depths {min(sized.values())}..{max(sized.values())} "
+                     f"(report/estimates.json fifo_depths)")
+    else:
+        lines.append(f"  FIFOs: {len(fifos)}, depths {', '.join(map(str, depths))}; {UNSIZED_FIFOS}")
+    if (est.get("rtlsim") or {}).get("fps"):
+        lines.append(f"  simulated: {est['rtlsim']['fps']:,.0f} FPS in FINN's stitched-IP rtlsim beside the estimate "
+                     f"{est['fps']:,.0f} FPS")
     return "\n".join(x for x in lines if x) + "\n"
 
 

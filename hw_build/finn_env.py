@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
-from training.errors import ToolError
+
+from common.errors import ToolError
 
 # FINN is documented and tested with these releases; named in the error a user sees.
-SUPPORTED_TOOLS = "Vivado and Vitis HLS of a release FINN supports (2022.2 or 2024.2)"
+SUPPORTED_RELEASES = ("2022.2", "2024.2")
+SUPPORTED_TOOLS = f"Vivado and Vitis HLS of a release FINN supports ({' or '.join(SUPPORTED_RELEASES)})"
 _READY = False
 
 
@@ -56,6 +59,17 @@ def vivado_release() -> str | None:
     """The release (e.g. 2024.2) of the sourced Vivado, from $XILINX_VIVADO as FINN reads it."""
     m = re.search(r"\b(20\d{2})\.(1|2)\b", os.environ.get("XILINX_VIVADO", ""))
     return f"{m[1]}.{m[2]}" if m else None
+
+
+def tool_release(tool: str) -> str | None:
+    """The release a Xilinx tool on PATH reports (`vivado -version`: "vivado v2024.2 (64-bit)"); None when it
+    reports none."""
+    try:
+        r = subprocess.run([tool, "-version"], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"\bv(20\d{2}\.\d)\b", r.stdout + r.stderr)
+    return m[1] if m else None
 
 
 def xsi_ready() -> bool:

@@ -1,6 +1,8 @@
 """Checkpoint to FINN dataflow accelerator: runs the STEPS of steps.py on a HwConfig (config.py), writing
 the build folder (build_folder.py) and verifying every stage that changes the graph's function on real
-test images against the Brevitas model (verify.py).
+test images against the Brevitas model (verify.py). Like FINN's builder it can start at a later step
+(--start-step) from the model saved after the step before, and build_state.json records the whole
+configuration so that `--replay BUILD_DIR` builds it again.
 """
 from __future__ import annotations
 
@@ -11,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from common.folder_lock import FolderLock
 from . import finn_env
 from .boards import get_board
 from .build_folder import BuildFolder
 from .config import HwConfig, check_inputs, default_out  # noqa: F401  (HwConfig: callers import it from here)
-from .errors import BuildError, DoesNotFit  # noqa: F401  (re-exported for callers)
+from .errors import BuildError, DoesNotFit  # noqa: F401  (DoesNotFit: re-exported for callers)
 from .finn_env import ToolMissing
-from training.folder_lock import FolderLock
-from .steps import STEPS, TOOL_STEPS, Context, make_finn_cfg
+from .steps import STEPS, TOOL_STEPS, Context, Step, make_finn_cfg, restore
 
 
 def build(hw: HwConfig, log=print) -> Context:
@@ -27,75 +29,119 @@ def build(hw: HwConfig, log=print) -> Context:
 
     hw.validate()
     board = get_board(hw.board)
-    steps = STEPS + (TOOL_STEPS if hw.bitstream else [])
-    names = [n for n, _, _ in steps]
-    if hw.stop_after:
-        if hw.stop_after not in names:
-            raise BuildError(f"--stop-after {hw.stop_after!r} is not a step; steps: {', '.join(names)}")
-        steps = steps[:names.index(hw.stop_after) + 1]
+    every = STEPS + (TOOL_STEPS if hw.bitstream else [])
+    steps = select_steps(every, hw.start_step, hw.stop_after)
     model_t, train_cfg, src_ck = load(hw.checkpoint)
     if not train_cfg.binarize:
         raise BuildError(f"{src_ck} is a float model; FINN builds quantized nets (binarize: true)")
     folding, specialize = check_inputs(hw, train_cfg)
     folder = BuildFolder(Path(hw.out) if hw.out else default_out(hw, train_cfg))
+    record = _record(hw, folder, src_ck, folding, specialize)
+    previous = _resume_from(folder, record, steps[0], every) if hw.start_step else None
     finn_env.setup(folder.finn_tmp, create=False)
     if hw.bitstream:
-        _preflight(board)
+        _preflight(board, folder.root)
     fresh = not folder.root.exists()  # inputs checked: now write
     try:
         with FolderLock(folder.root, "build folder") as lock:
             if lock.took_over_from:
                 log(f"{folder.root}: taking over from process {lock.took_over_from}, which ended without finishing")
-            return _build(hw, board, steps, model_t, train_cfg, src_ck, folding, specialize, folder, log)
+            return _build(hw, board, steps, every, model_t, train_cfg, src_ck, (folding, specialize), folder,
+                          record, previous, log)
     finally:
         if fresh and folder.root.is_dir() and [p.name for p in folder.root.iterdir()] == [FolderLock.NAME]:
             (folder.root / FolderLock.NAME).unlink()  # refused before writing anything: no folder left
             folder.root.rmdir()
 
 
-def _build(hw, board, steps, model_t, train_cfg, src_ck, folding, specialize, folder, log) -> Context:
-    from training.checkpoint import predict
-    from training.data import make_splits
+def select_steps(every: list[Step], start: str | None, stop: str | None) -> list[Step]:
+    names = [s.name for s in every]
+    for flag, name in (("--start-step", start), ("--stop-after", stop)):
+        if name and name not in names:
+            raise BuildError(f"{flag} {name!r} is not a step of this build; steps: {', '.join(names)}"
+                             + ("" if name not in [s.name for s in TOOL_STEPS] else " (add --bitstream)"))
+    first = names.index(start) if start else 0
+    last = names.index(stop) if stop else len(names) - 1
+    if last < first:
+        raise BuildError(f"--stop-after {stop} comes before --start-step {start}; steps: {', '.join(names)}")
+    return every[first:last + 1]
+
+
+def _record(hw: HwConfig, folder: BuildFolder, src_ck: Path, folding, specialize) -> dict:
+    """What build_state.json records of the configuration: every HwConfig field, the folding and specialize
+    files this build used and the hashes of its inputs (what --start-step compares, what --replay reads)."""
+    config = hw.to_state()
+    config.update(checkpoint=str(src_ck.resolve()), out=str(folder.root), start_step=None,
+                  folding=str(Path(folding).resolve()) if folding else None,
+                  specialize=str(Path(specialize).resolve()) if specialize else None)
+    hashes = {"checkpoint": folder.sha256(src_ck)}
+    hashes.update({k: folder.sha256(p) for k, p in (("folding", folding), ("specialize", specialize)) if p})
+    return {"config": config, "inputs_sha256": hashes}
+
+
+def _resume_from(folder: BuildFolder, record: dict, first: Step, every: list[Step]) -> Path:
+    """--start-step: the model the folder's build saved after the step before `first`, once the folder is
+    known to hold that build (same inputs and configuration)."""
+    names = [s.name for s in every]
+    before = names[names.index(first.name) - 1] if names.index(first.name) else None
+    state = folder.read_state()
+    again = f"build from the start into {folder.root} (without --start-step)"
+    if state is None:
+        raise BuildError(f"--start-step {first.name}: {folder.root} holds no build to resume (no build_state.json); "
+                         f"{again}")
+    if before is None:
+        raise BuildError(f"--start-step {first.name} is the first step: leave --start-step out")
+    if "config" not in state:
+        raise BuildError(f"--start-step {first.name}: the build in {folder.root} records no configuration (an older "
+                         f"build); {again}")
+    was = state["config"]
+    changed = [f"{k}: {was.get(k)!r} -> {v!r}" for k, v in record["config"].items()
+               if k not in HwConfig.RUN_ONLY + ("checkpoint",) and was.get(k) != v]  # its content: hashed
+    changed += [f"{k} file changed since (SHA-256)" for k, v in record["inputs_sha256"].items()
+                if state.get("inputs_sha256", {}).get(k) != v]
+    if changed:
+        raise BuildError(f"--start-step {first.name}: {folder.root} was built with another configuration "
+                         f"({'; '.join(changed)}); resume it with its own (python -m hw_build --replay "
+                         f"{folder.root} --start-step {first.name}), or {again}")
+    if before not in state.get("done", []) or folder.last_stage(before) is None:
+        raise BuildError(f"--start-step {first.name}: the build in {folder.root} has not run {before} "
+                         f"(done: {', '.join(state.get('done', [])) or 'nothing'}); start at the step after its "
+                         f"last one, or {again}")
+    return folder.last_stage(before)
+
+
+def _build(hw, board, steps, every, model_t, train_cfg, src_ck, inputs, folder, record, previous, log) -> Context:
     out = folder.root
-    # a folding file is checked against the model at the folding step: until then the build writes to a
-    # staging folder beside --out, moved into it once the folding fits (or the build fails otherwise)
-    staged = folding is not None and "folding" in [n for n, _, _ in steps]
+    folding, specialize = inputs
+    # a folding file is checked against the model at the folding step: until then a new build writes to a
+    # staging folder beside --out, moved into it once the folding fits (or the build fails otherwise);
+    # a resumed build (--start-step) continues in its own folder
+    staged = folding is not None and previous is None and "folding" in [s.name for s in steps]
     work = BuildFolder(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent)) if staged else folder
     if not staged:
         finn_env.ensure_build_dir()
-    ctx = Context(hw, board, work.root, make_finn_cfg(hw, board, work.root, folding, specialize), train_cfg, model_t)
+    ctx = Context(hw, board, work, make_finn_cfg(hw, board, work, folding, specialize), train_cfg, model_t)
     log(f"building {src_ck} for {board.name} ({board.part}) at {1000 / hw.clock_ns:.0f} MHz -> {out}")
     log("folding: " + (f"{folding}" if folding else f"automatic to {ctx.finn_cfg.target_fps} FPS")
         + (f"; RTL layers: {specialize}" + ("" if hw.specialize else " (the specialize config beside the folding)")
            if specialize else ""))
-
-    if hw.verify_images:
-        n = 0 if hw.verify_images < 0 else hw.verify_images
-        s = make_splits(train_cfg.dataset, hw.data_dir or train_cfg.data_dir, test_limit=n, train_limit=1)
-        logits = predict(model_t, s.x_test).double().numpy()
-        from .verify import Verifier
-        ctx.verifier = Verifier(s.x_test.numpy(), np.arange(len(s.x_test)), logits, work.verification)
-
+    ctx.verifier = _verifier(hw, train_cfg, model_t, work)
     work.intermediate.mkdir(exist_ok=True)
     ck_path = folder.checkpoint_copy(src_ck.suffix)  # its own copy (.pt or .npz): sim and driver compare with it
     if src_ck.resolve() != ck_path.resolve():
         shutil.copyfile(src_ck, work.checkpoint_copy(src_ck.suffix))
-    state = {"source_checkpoint": str(src_ck), "checkpoint": str(ck_path), "checkpoint_sha256": folder.sha256(src_ck),
-             "board": board.name, "clock_ns": hw.clock_ns, "folding": str(folding) if folding else None,
-             "specialize": str(specialize) if specialize else None, "max_utilization_pct": hw.max_utilization,
-             "target_fps": ctx.finn_cfg.target_fps, "done": []}
-    model, name = None, None
+    state = _start_state(folder, record, ck_path, hw, board, ctx, steps, every, previous)
+    model, name = _resume(ctx, steps, every, previous, log), None
     try:
-        for i, (name, fn, verify) in enumerate(steps):
-            t0 = time.time()
-            model = fn(model, ctx)
+        for step in steps:
+            name, t0, i = step.name, time.time(), [s.name for s in every].index(step.name)
+            model = step.fn(model, ctx)
             ctx.timings[name] = round(time.time() - t0, 2)
             model.save(str(work.stage(i, name)))
             state["done"].append(name)
-            log(f"[{i + 1:2d}/{len(steps)}] {name:28s} {ctx.timings[name]:6.1f} s")
-            if verify and ctx.verifier is not None:
-                r = ctx.verifier.check(name, model, ctx.parent)
-                ctx.timings[f"verify_{name}"] = r.seconds
+            log(f"[{i + 1:2d}/{len(every)}] {name:28s} {ctx.timings[name]:6.1f} s")
+            if step.verify and ctx.verifier is not None:
+                ctx.timings[f"verify_{name}"] = ctx.verifier.check(name, model, ctx.parent).seconds
             if work is not folder and name == "folding":
                 work = _adopt(work, folder, ctx)
     except ToolMissing as e:
@@ -110,23 +156,66 @@ def _build(hw, board, steps, model_t, train_cfg, src_ck, folding, specialize, fo
         if work is not folder:  # refused at the folding step: --out stays as it was
             shutil.rmtree(work.root, ignore_errors=True)
         else:
-            state["timings_s"] = ctx.timings
+            state["timings_s"] = {**state.get("timings_s", {}), **ctx.timings}
             folder.write_state(state)
         if ctx.verifier is not None and ctx.verifier.results:
             log("\n" + ctx.verifier.summary())
-    if ctx.estimates:
-        from .estimates import summary
-        text = summary(ctx.estimates, ctx.board)
-        (folder.report / "summary.txt").write_text(text + _timing_text(ctx.timings))
-        log(text)
-    log(_timing_text(ctx.timings))
+    _report(ctx, folder, log)
     return ctx
 
 
-def _preflight(board) -> None:
+def _verifier(hw, train_cfg, model_t, work: BuildFolder):
+    if not hw.verify_images:
+        return None
+    from training.checkpoint import predict
+    from training.data import make_splits
+    from .verify import Verifier
+    n = 0 if hw.verify_images < 0 else hw.verify_images
+    s = make_splits(train_cfg.dataset, hw.data_dir or train_cfg.data_dir, test_limit=n, train_limit=1)
+    logits = predict(model_t, s.x_test).double().numpy()
+    return Verifier(s.x_test.numpy(), np.arange(len(s.x_test)), logits, work.verification)
+
+
+def _start_state(folder, record, ck_path, hw, board, ctx, steps, every, previous) -> dict:
+    """build_state.json of this run: a resumed build keeps the earlier steps' record."""
+    names = [s.name for s in every]
+    kept = folder.read_state() if previous is not None else None
+    done = [n for n in (kept or {}).get("done", []) if names.index(n) < names.index(steps[0].name)] if kept else []
+    return {**record, "source_checkpoint": record["config"]["checkpoint"], "checkpoint": str(ck_path),
+            "checkpoint_sha256": record["inputs_sha256"]["checkpoint"], "board": board.name,
+            "clock_ns": hw.clock_ns, "folding": record["config"]["folding"],
+            "specialize": record["config"]["specialize"], "max_utilization_pct": hw.max_utilization,
+            "target_fps": ctx.finn_cfg.target_fps, "done": done,
+            "timings_s": {k: v for k, v in (kept or {}).get("timings_s", {}).items()
+                          if k.removeprefix("verify_") in done}}
+
+
+def _resume(ctx: Context, steps, every, previous: Path | None, log):
+    """--start-step: the saved model, and the Context fields earlier steps wrote, read back."""
+    if previous is None:
+        return None
+    from qonnx.core.modelwrapper import ModelWrapper
+    names = [s.name for s in every]
+    for s in every[:names.index(steps[0].name)]:
+        if s.writes:
+            restore(ctx, s.writes)
+    log(f"resuming at {steps[0].name} from {previous}")
+    return ModelWrapper(str(previous))
+
+
+def _report(ctx: Context, folder: BuildFolder, log) -> None:
+    if ctx.estimates:
+        from .estimates import summary
+        text = summary(ctx.estimates, ctx.board)
+        folder.summary_file.write_text(text + _timing_text(ctx.timings))
+        log(text)
+    log(_timing_text(ctx.timings))
+
+
+def _preflight(board, out: Path) -> None:
     """--bitstream: every prerequisite of the tool steps checked before the first step."""
     from .deps import bitstream_problems
-    problems = bitstream_problems(board)
+    problems = bitstream_problems(board, out)
     if problems:
         raise ToolMissing(f"--bitstream for {board.name} needs what this machine lacks: "
                           + "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
@@ -145,7 +234,7 @@ def _adopt(stage: BuildFolder, folder: BuildFolder, ctx: Context) -> BuildFolder
         entry.replace(target)
     stage.root.rmdir()
     finn_env.ensure_build_dir()
-    ctx.out, ctx.finn_cfg.output_dir = folder.root, str(folder.finn_out)
+    ctx.folder, ctx.finn_cfg.output_dir = folder, str(folder.finn_out)
     if ctx.verifier is not None:
         ctx.verifier.out_dir = folder.verification
     if ctx.parent is not None:
@@ -154,6 +243,23 @@ def _adopt(stage: BuildFolder, folder: BuildFolder, ctx: Context) -> BuildFolder
             inst.set_nodeattr("model", inst.get_nodeattr("model").replace(str(stage.root), str(folder.root), 1))
         ctx.parent.save(str(folder.parent_model))
     return folder
+
+
+def replay_config(build_dir: Path) -> HwConfig:
+    """--replay: the configuration build_state.json recorded, to build it again."""
+    folder = BuildFolder(build_dir)
+    state = folder.read_state()
+    if state is None:
+        raise BuildError(f"--replay {build_dir}: no build_state.json there; give a build folder written by "
+                         f"python -m hw_build")
+    if "config" not in state:
+        raise BuildError(f"--replay {build_dir}: its build_state.json records no configuration (an older build); "
+                         f"build it again with python -m hw_build --checkpoint {state.get('source_checkpoint', '...')} "
+                         f"--board {state.get('board', '...')} --out {build_dir}")
+    hw = HwConfig.from_state(state["config"], folder.state_file)
+    if not Path(hw.checkpoint).is_file() and Path(state.get("checkpoint", "")).is_file():
+        hw.checkpoint = Path(state["checkpoint"])  # the source moved: the build folder's own copy
+    return hw
 
 
 def _timing_text(timings: dict) -> str:

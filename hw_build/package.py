@@ -4,7 +4,7 @@ deploy/
   infer.py          the on-board command (driver/infer.py)
   accel.py          the accelerator driver (driver/accel.py): numpy and pynq only, as on a stock PYNQ image
   settings.json     FINN's driver settings (shapes, data types, packing), from FINN's MakePYNQDriver
-  package.json      model, board, clock, input layout, estimates, the build it came from
+  package.json      model, board, clock, input layout, estimates
   data/test_x.npy   the test set as the accelerator takes it (uint8, NHWC), test_y.npy the labels
   runtime_weights/  FINN's weight files of layers whose weights the driver writes at start (URAM weight
                     memories: UltraScale+ URAM cannot be initialised by the bitstream)
@@ -18,40 +18,41 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+from common.files import write_json
+from common.paths import DRIVER
+from .build_folder import BuildFolder
 
 
-def write_package(ctx, settings: Path) -> Path:
+def write_package(folder: BuildFolder, hw, train_cfg, board, estimates: dict) -> Path:
+    """deploy/ from FINN's driver settings in driver_settings/ and the test set."""
     from training.data import make_splits
-    deploy = ctx.out / "deploy"
+    deploy, settings = folder.deploy, folder.driver_settings / "settings.json"
     (deploy / "data").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(settings, deploy / "settings.json")
     for f in ("infer.py", "accel.py"):  # driver/ is exactly what runs on the board
-        shutil.copyfile(ROOT / "driver" / f, deploy / f)
-    runtime = settings.parent / "runtime_weights"
+        shutil.copyfile(DRIVER / f, deploy / f)
+    runtime = folder.driver_settings / "runtime_weights"
     if runtime.is_dir():
         shutil.copytree(runtime, deploy / "runtime_weights", dirs_exist_ok=True)
     io = json.loads(settings.read_text())["driver_information"]["io_shape_dict"]
     ishape = tuple(io["ishape_normal"][0][1:])
-    s = make_splits(ctx.train_cfg.dataset, ctx.hw.data_dir or ctx.train_cfg.data_dir, train_limit=1)
+    s = make_splits(train_cfg.dataset, hw.data_dir or train_cfg.data_dir, train_limit=1)
     x = s.x_test.numpy().transpose(0, 2, 3, 1)  # NCHW -> NHWC, the order of the accelerator's input stream
     if x.shape[1:] != ishape:
         raise RuntimeError(f"test images {x.shape[1:]} do not match the accelerator input {ishape}")
     np.save(deploy / "data" / "test_x.npy", np.ascontiguousarray(x, dtype=np.uint8))
     np.save(deploy / "data" / "test_y.npy", s.y_test.numpy().astype(np.uint8))
-    est = ctx.estimates or {}
-    info = {"model": ctx.hw.model_id(ctx.train_cfg), "dataset": ctx.train_cfg.dataset, "board": ctx.board.name,
-            "part": ctx.board.part, "clock_mhz": 1000.0 / ctx.hw.clock_ns, "input_layout": "NHWC uint8 pixels",
+    info = {"model": hw.model_id(train_cfg), "dataset": train_cfg.dataset, "board": board.name,
+            "part": board.part, "clock_mhz": 1000.0 / hw.clock_ns, "input_layout": "NHWC uint8 pixels",
             "input_shape": list(ishape), "output": "top-1 class index",
-            "estimated_fps": est.get("fps"), "estimated_latency_us": est.get("latency_us"),
-            "build_dir": str(ctx.out.resolve()), "bitfile": "bitfile/finn-accel.bit"}
-    (deploy / "package.json").write_text(json.dumps(info, indent=2))
+            "estimated_fps": estimates.get("fps"), "estimated_latency_us": estimates.get("latency_us"),
+            "bitfile": "bitfile/finn-accel.bit"}
+    write_json(deploy / "package.json", info)
     return deploy
 
 
-def add_bitfile(ctx) -> None:
-    src = Path(ctx.finn_cfg.output_dir) / "deploy" / "bitfile"
-    dst = ctx.out / "deploy" / "bitfile"
+def add_bitfile(folder: BuildFolder) -> None:
+    src, dst = folder.finn_deploy / "bitfile", folder.deploy / "bitfile"
     dst.mkdir(parents=True, exist_ok=True)
     for ext in ("bit", "hwh"):
         found = sorted(src.glob(f"*.{ext}"))

@@ -1,35 +1,67 @@
 """The flow's steps, each a small function ``step(model, ctx) -> model``, and the STEPS table.
 
 FINN's own builder steps do the work; every deviation from FINN is a visible row here and a named
-Transformation in transforms.py. The third column says whether real test images are compared with the
-Brevitas model after the step (verify.py).
+Transformation in transforms.py. Each row says whether real test images are compared with the Brevitas
+model after the step (verify.py) and what the step leaves for later steps besides the model (`writes`: a
+Context field, saved in the build folder, so that --start-step can restore it). Every other input of a
+step is the model, the configs, the board or a file of the BuildFolder written by an earlier row.
 """
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from .boards import Board
+from .build_folder import BuildFolder
 from .config import HwConfig
 from .errors import BuildError
 from .finn_env import require_tools
+from common.files import write_json
+
+if TYPE_CHECKING:  # the heavy imports are the steps' own
+    from finn.builder.build_dataflow_config import DataflowBuildConfig
+    from qonnx.core.modelwrapper import ModelWrapper
+    from torch import nn
+
+    from training.config import TrainConfig
+    from .verify import Verifier
 
 
 @dataclass
 class Context:
-    """What steps share: the configs, the board, the output folder, the verifier."""
+    """What steps share: the configs, the board, the build folder, the verifier, and the two things
+    steps hand on besides the model (parent, estimates: see the `writes` column of STEPS)."""
     hw: HwConfig
     board: Board
-    out: Path
-    finn_cfg: object
-    train_cfg: object = None
-    brevitas_model: object = None
-    verifier: object = None
-    parent: object = None          # dataflow parent model, once partitioned
+    folder: BuildFolder
+    finn_cfg: DataflowBuildConfig
+    train_cfg: TrainConfig
+    brevitas_model: nn.Module
+    verifier: Verifier | None = None
+    parent: ModelWrapper | None = None   # written by create_dataflow_partition: the layout nodes the host runs
+    estimates: dict = field(default_factory=dict)  # written by estimates: report/estimates.json
     timings: dict = field(default_factory=dict)
-    estimates: dict = field(default_factory=dict)
-    settings: Path | None = None   # FINN's driver settings.json, once written
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    fn: Callable
+    verify: bool = False   # compare real test images with the Brevitas model after it
+    writes: str = ""       # the Context field it sets for later steps
+
+
+def restore(ctx: Context, field_name: str) -> None:
+    """--start-step: a Context field an earlier run's step wrote, read back from the build folder."""
+    if field_name == "parent":
+        from qonnx.core.modelwrapper import ModelWrapper
+        ctx.parent = ModelWrapper(str(ctx.folder.parent_model))
+    elif field_name == "estimates":
+        ctx.estimates = ctx.folder.estimates()
 
 
 def step_export(model, ctx: Context):
@@ -37,7 +69,7 @@ def step_export(model, ctx: Context):
     from qonnx.core.datatype import DataType
     from qonnx.core.modelwrapper import ModelWrapper
     from training.export import export_qonnx
-    path = export_qonnx(ctx.brevitas_model, ctx.train_cfg, ctx.out / "model.onnx")
+    path = export_qonnx(ctx.brevitas_model, ctx.train_cfg, ctx.folder.model_onnx)
     model = ModelWrapper(str(path))
     model.set_tensor_datatype(model.graph.input[0].name, DataType["UINT8"])
     return model
@@ -85,7 +117,7 @@ def step_create_dataflow_partition(model, ctx: Context):
     except Exception as e:
         raise BuildError(f"FINN cannot map this model to hardware layers: {e}. The layers FINN can build are "
                          f"listed in the README (binary/ternary conv and FC, max-pool, BN+sign as thresholds)") from None
-    ctx.parent = ModelWrapper(str(Path(ctx.finn_cfg.output_dir) / "intermediate_models" / "dataflow_parent.onnx"))
+    ctx.parent = ModelWrapper(str(ctx.folder.parent_model))
     return child
 
 
@@ -159,34 +191,68 @@ def step_estimates(model, ctx: Context):
     import finn.builder.build_dataflow_steps as steps
     model = steps.step_generate_estimate_reports(model, ctx.finn_cfg)
     from .estimates import check_fit, collect, plot
-    ctx.estimates = collect(Path(ctx.finn_cfg.output_dir) / "report", ctx.board, ctx.hw.clock_ns, model,
+    ctx.estimates = collect(ctx.folder.finn_report, ctx.board, ctx.hw.clock_ns, model,
                             ctx.hw.max_utilization, ctx.hw.target_fps or ctx.finn_cfg.target_fps)
-    report = ctx.out / "report"
-    report.mkdir(parents=True, exist_ok=True)
-    (report / "estimates.json").write_text(json.dumps(ctx.estimates, indent=2))
-    plot(ctx.estimates, report)
+    write_json(ctx.folder.estimates_file, ctx.estimates)
+    plot(ctx.estimates, ctx.folder.report)
     check_fit(ctx.estimates, ctx.board)
     return model
 
 
 def step_driver_settings(model, ctx: Context):
-    """FINN's PYNQ driver settings (settings.json: shapes, data types, packing) without Vivado: FINN's
-    MakePYNQDriver on a copy wrapped with IODMAs as ZynqBuild wraps it (project WrapWithIODMAs)."""
-    import copy
-
+    """FINN's PYNQ driver settings (settings.json: shapes, data types, packing; runtime_weights/) without
+    Vivado: FINN's MakePYNQDriver on a copy prepared as the bitstream flow prepares the graph (minimal FIFOs
+    as step_set_fifo_depths inserts them, IODMAs as ZynqBuild wraps it), its output kept in the build
+    folder's driver_settings/ (step check_driver compares it with FINN's own after a bitstream build)."""
     from finn.transformation.fpgadataflow.make_driver import MakePYNQDriver
-    from .transforms import WrapWithIODMAs
-    m = copy.deepcopy(model).transform(WrapWithIODMAs(ctx.board, ctx.out / "finn" / "iodma_partitions"))
+    from .transforms import InsertMinimalFIFOs, WrapWithIODMAs
+    m = copy.deepcopy(model).transform(InsertMinimalFIFOs(ctx.board.part))
+    m = m.transform(WrapWithIODMAs(ctx.board, ctx.folder.finn_out / "iodma_partitions"))
     m = m.transform(MakePYNQDriver("zynq-iodma", "FINNDMAOverlay", clk_period_ns=ctx.hw.clock_ns,
                                    board=ctx.board.finn_board))
-    ctx.settings = Path(m.get_metadata_prop("pynq_driver_dir")) / "settings.json"
+    shutil.rmtree(ctx.folder.driver_settings, ignore_errors=True)
+    shutil.copytree(m.get_metadata_prop("pynq_driver_dir"), ctx.folder.driver_settings)
+    return model
+
+
+def step_stitched_ip_io(model, ctx: Context):
+    """Real test images and the Brevitas model's top-1 for FINN's stitched-IP rtlsim (stitched.py)."""
+    from training.checkpoint import predict
+    from training.data import make_splits
+    from .stitched import stitched_images, write_io
+    n = stitched_images(ctx.hw.verify_images)
+    if n:
+        s = make_splits(ctx.train_cfg.dataset, ctx.hw.data_dir or ctx.train_cfg.data_dir, test_limit=n, train_limit=1)
+        write_io(ctx.folder, s.x_test.numpy(), predict(ctx.brevitas_model, s.x_test).argmax(1).numpy())
+    return model
+
+
+def step_check_stitched_ip(model, ctx: Context):
+    """FINN's stitched-IP rtlsim verdicts: a mismatch stops the build before synthesis (stitched.py)."""
+    from .stitched import check, stitched_images
+    if stitched_images(ctx.hw.verify_images):
+        check(ctx.folder)
+    return model
+
+
+def step_record_rtlsim(model, ctx: Context):
+    """FINN's measured rtlsim throughput and FIFO depths into report/estimates.json (simulated)."""
+    from .stitched import record
+    ctx.estimates = record(ctx.folder)
+    return model
+
+
+def step_check_driver(model, ctx: Context):
+    """After FINN's make_driver: its driver settings for the real build equal the package's (driver_check.py)."""
+    from .driver_check import check_driver
+    check_driver(ctx.folder.driver_settings, ctx.folder.finn_driver)
     return model
 
 
 def step_package(model, ctx: Context):
     """The project's deployment package deploy/ (package.py): driver, settings, test data, runtime weights."""
     from .package import write_package
-    write_package(ctx, ctx.settings)
+    write_package(ctx.folder, ctx.hw, ctx.train_cfg, ctx.board, ctx.estimates)
     return model
 
 
@@ -201,57 +267,74 @@ def _tool_step(name, tools=("vitis_hls", "vivado")):
     return step
 
 
-# (name, function, verify after it). The order is the flow.
+# The order is the flow.
 STEPS = [
-    ("export", step_export, True),
-    ("qonnx_to_finn", _finn_step("step_qonnx_to_finn"), True),
-    ("tidy_up", _finn_step("step_tidy_up"), True),
-    ("add_top1", step_add_top1, True),
+    Step("export", step_export, verify=True),
+    Step("qonnx_to_finn", _finn_step("step_qonnx_to_finn"), verify=True),
+    Step("tidy_up", _finn_step("step_tidy_up"), verify=True),
+    Step("add_top1", step_add_top1, verify=True),
     # FINN's streamlining leaves a padded binary net computing with -1 in the {0, 1} encoding: verified
     # after binary_pad, which fixes that (the stage in between is wrong by FINN's design, not checked)
-    ("streamline", _finn_step("step_streamline"), False),
-    ("binary_pad", step_binary_pad, True),
-    ("convert_to_hw", _finn_step("step_convert_to_hw"), True),
-    ("round_xnor_thresholds", step_round_xnor_thresholds, True),
-    ("create_dataflow_partition", step_create_dataflow_partition, True),
-    ("rtl_mvau", step_rtl_mvau, True),
-    ("specialize_layers", _finn_step("step_specialize_layers"), True),
-    ("folding", step_folding, False),
-    ("minimize_bit_width", _finn_step("step_minimize_bit_width"), True),
-    ("estimates", step_estimates, False),
-    ("hw_codegen", _finn_step("step_hw_codegen"), True),
-    ("driver_settings", step_driver_settings, False),
-    ("package", step_package, False),
+    Step("streamline", _finn_step("step_streamline")),
+    Step("binary_pad", step_binary_pad, verify=True),
+    Step("convert_to_hw", _finn_step("step_convert_to_hw"), verify=True),
+    Step("round_xnor_thresholds", step_round_xnor_thresholds, verify=True),
+    Step("create_dataflow_partition", step_create_dataflow_partition, verify=True, writes="parent"),
+    Step("rtl_mvau", step_rtl_mvau, verify=True),
+    Step("specialize_layers", _finn_step("step_specialize_layers"), verify=True),
+    Step("folding", step_folding),
+    Step("minimize_bit_width", _finn_step("step_minimize_bit_width"), verify=True),
+    Step("estimates", step_estimates, writes="estimates"),
+    Step("hw_codegen", _finn_step("step_hw_codegen"), verify=True),
+    Step("driver_settings", step_driver_settings),   # -> driver_settings/
+    Step("package", step_package),                   # driver_settings/ -> deploy/
 ]
 TOOL_STEPS = [
-    ("hw_ipgen", _tool_step("step_hw_ipgen", ("vitis_hls",)), False),
-    ("set_fifo_depths", _tool_step("step_set_fifo_depths"), False),
-    ("create_stitched_ip", _tool_step("step_create_stitched_ip", ("vivado",)), False),
-    ("measure_rtlsim_performance", _tool_step("step_measure_rtlsim_performance", ("vivado",)), False),
-    ("synthesize_bitfile", _tool_step("step_synthesize_bitfile", ("vivado",)), False),
-    ("make_driver", _tool_step("step_make_driver", ("vivado",)), False),
-    ("deployment_package", _tool_step("step_deployment_package", ("vivado",)), False),
-    ("board_files", lambda model, ctx: _board_files(model, ctx), False),
+    Step("hw_ipgen", _tool_step("step_hw_ipgen", ("vitis_hls",))),
+    Step("set_fifo_depths", _tool_step("step_set_fifo_depths")),
+    Step("stitched_ip_io", step_stitched_ip_io),     # -> verification/stitched_ip/ (FINN's verify input)
+    Step("create_stitched_ip", _tool_step("step_create_stitched_ip", ("vivado",))),  # + FINN's stitched rtlsim
+    Step("check_stitched_ip", step_check_stitched_ip),
+    Step("measure_rtlsim_performance", _tool_step("step_measure_rtlsim_performance", ("vivado",))),
+    Step("record_rtlsim", step_record_rtlsim, writes="estimates"),
+    Step("synthesize_bitfile", _tool_step("step_synthesize_bitfile", ("vivado",))),
+    Step("make_driver", _tool_step("step_make_driver", ("vivado",))),
+    Step("check_driver", step_check_driver),         # finn/driver/ == driver_settings/
+    Step("deployment_package", _tool_step("step_deployment_package", ("vivado",))),
+    Step("board_files", lambda model, ctx: _board_files(model, ctx)),
+    Step("check_hwh", lambda model, ctx: _check_hwh(model, ctx)),  # the .hwh holds what deploy/ drives
 ]
+
+
+def _check_hwh(model, ctx: Context):
+    """The bitfile's .hwh, read by PYNQ's own parser, has the IPs and address ranges the driver uses (hwh.py)."""
+    from .hwh import check_hwh
+    check_hwh(ctx.folder.deploy / "bitfile" / "finn-accel.hwh", ctx.folder.deploy)
+    return model
 
 
 def _board_files(model, ctx: Context):
     """Bitfile and hwh from FINN's deployment package into the project's deploy/ folder."""
     from .package import add_bitfile
-    add_bitfile(ctx)
+    add_bitfile(ctx.folder)
     return model
 
 
-def make_finn_cfg(hw: HwConfig, board: Board, out: Path, folding: Path | None, specialize: Path | None = None):
-    from finn.builder.build_dataflow_config import DataflowBuildConfig, DataflowOutputType, ShellFlowType
-    outputs = [DataflowOutputType.ESTIMATE_REPORTS]
+def make_finn_cfg(hw: HwConfig, board: Board, folder: BuildFolder, folding: Path | None, specialize: Path | None = None):
+    from finn.builder.build_dataflow_config import (DataflowBuildConfig, DataflowOutputType, ShellFlowType,
+                                                    VerificationStepType)
+    from .stitched import stitched_images
+    outputs, verify = [DataflowOutputType.ESTIMATE_REPORTS], []
     if hw.bitstream:
         outputs += [DataflowOutputType.STITCHED_IP, DataflowOutputType.RTLSIM_PERFORMANCE,
                     DataflowOutputType.BITFILE, DataflowOutputType.PYNQ_DRIVER,
                     DataflowOutputType.DEPLOYMENT_PACKAGE]
+        verify = [VerificationStepType.STITCHED_IP_RTLSIM] if stitched_images(hw.verify_images) else []
     return DataflowBuildConfig(
-        output_dir=str(out / "finn"), synth_clk_period_ns=hw.clock_ns, board=board.finn_board,
+        output_dir=str(folder.finn_out), synth_clk_period_ns=hw.clock_ns, board=board.finn_board,
         fpga_part=board.part, shell_flow_type=ShellFlowType.VIVADO_ZYNQ, generate_outputs=outputs,
         target_fps=None if folding else (hw.target_fps or 10_000), folding_config_file=folding,
         specialize_layers_config_file=specialize,
-        mvau_wwidth_max=hw.mvau_wwidth_max, save_intermediate_models=True, verify_steps=[])
+        mvau_wwidth_max=hw.mvau_wwidth_max, save_intermediate_models=True, verify_steps=verify,
+        verify_input_npy=str(folder.stitched_io / "input.npy"),
+        verify_expected_output_npy=str(folder.stitched_io / "expected_output.npy"))

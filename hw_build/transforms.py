@@ -149,6 +149,27 @@ class SplitThresholdsForRtlMVAU(Transformation):
         return model, False
 
 
+class InsertMinimalFIFOs(Transformation):
+    """Data-width converters and FIFOs at FINN's minimal depth, as FINN's step_set_fifo_depths inserts them
+    (force_minimal_fifos; its sizing strategies insert the same nodes, then change depths): the stitched
+    graph's structure, which the partitions and so the driver's runtime-weight files follow."""
+
+    def __init__(self, part: str):
+        super().__init__()
+        self.part = part
+
+    def apply(self, model):
+        from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
+        from finn.transformation.fpgadataflow.insert_fifo import InsertFIFO
+        from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+        from finn.transformation.qonnx.give_unique_node_names_recursive import GiveUniqueNodeNamesRecursive
+        from qonnx.transformation.general import GiveReadableTensorNames
+        for t in (InsertDWC(), InsertFIFO(create_shallow_fifos=True), SpecializeLayers(self.part),
+                  GiveUniqueNodeNamesRecursive(), GiveReadableTensorNames()):
+            model = model.transform(t)
+        return model, False
+
+
 class WrapWithIODMAs(Transformation):
     """The dataflow graph wrapped as FINN's ZynqBuild wraps it in Vivado: IODMAs at the board's native port
     width (InsertIODMA), data-width converters (InsertDWC), SpecializeLayers, Floorplan and one partition

@@ -26,5 +26,5 @@ $PIP install --no-deps brevitas==0.13.0 qonnx==1.0.0 finn-plus==1.6.1
 $PIP install --no-deps hls4ml==1.3.0
 # 4. the project's own packages, editable (pyproject.toml): importable from any folder and any process
 $PIP install --no-deps --no-build-isolation -e .
-$VENV/bin/python -c "import torch, brevitas, qonnx, finn, study; print('environment ready: torch', torch.__version__)"
+$VENV/bin/python -c "import torch, brevitas, qonnx, finn, sweep; print('environment ready: torch', torch.__version__)"
 echo "$want" > "$STAMP"

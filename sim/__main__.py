@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from training import compat  # noqa: F401
+from common import compat  # noqa: F401
 
 
 def parser():
@@ -30,7 +30,7 @@ def parser():
 
 
 def main(argv=None) -> int:
-    from training.errors import cli
+    from common.errors import cli
     return cli(_main, argv)
 
 

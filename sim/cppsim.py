@@ -14,19 +14,22 @@ layer's program takes the whole test set.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import re
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from common.paths import SHARED
 from .hls_headers import STANDINS, ap_types_dir, standin_hls_root
 
 
-BESIDE_CHECKOUT = Path(__file__).resolve().parents[2] / "shared" / "finn-hlslib"
+BESIDE_CHECKOUT = SHARED / "finn-hlslib"
 
 
 def hlslib_dir() -> Path | None:
@@ -119,8 +122,6 @@ def compile_cppsim(build, work: Path, names: list) -> tuple[object, dict]:
     """FINN's PrepareCppSim, then each layer's own compile (two at a time) on a copy of the dataflow model.
     Returns the model (exec_mode cppsim), {layer: compiler error} for layers that did not compile and
     {layer: compile seconds}."""
-    import copy
-    from concurrent.futures import ThreadPoolExecutor
 
     import finn
     from finn.transformation.fpgadataflow.prepare_cppsim import PrepareCppSim

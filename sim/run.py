@@ -1,6 +1,6 @@
 """Test-set inference of a hardware build's folded dataflow graph, without hardware.
 
-python: every layer's function computed exactly on whole batches of images (hw_build/batched.py), bit for
+python: every layer's function computed exactly on whole batches of images (sim/batched.py), bit for
         bit what FINN's Python model of the layer computes (tested node by node).
 finn:   FINN's own Python execution (execute_onnx), image by image: the reference python mode is tested
         against; about 20-70x slower (spread over --workers processes).
@@ -16,13 +16,14 @@ import json
 import os
 import resource
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
-from training.errors import UserError
+from common.errors import UserError
+from hw_build.build_folder import BuildFolder
 
 MODES = ("python", "finn", "rtlsim", "cppsim", "auto")
 
@@ -34,7 +35,7 @@ class SimError(UserError):
 @dataclass
 class Build:
     """What a hardware build left in its folder, loaded for simulation."""
-    dir: Path
+    folder: BuildFolder
     state: dict
     child: object
     parent: object
@@ -42,7 +43,6 @@ class Build:
 
     @classmethod
     def load(cls, build_dir: Path) -> "Build":
-        from hw_build.build_folder import BuildFolder
         folder = BuildFolder(build_dir)
         state = folder.read_state()
         if state is None:
@@ -57,7 +57,7 @@ class Build:
         from hw_build import finn_env
         finn_env.setup(folder.finn_tmp)
         from qonnx.core.modelwrapper import ModelWrapper
-        return cls(folder.root, state, ModelWrapper(str(folder.last_stage("hw_codegen"))),
+        return cls(folder, state, ModelWrapper(str(folder.last_stage("hw_codegen"))),
                    ModelWrapper(str(folder.parent_model)), folder.estimates())
 
 
@@ -88,7 +88,7 @@ _RUNNER = None
 
 def _init_worker(build_dir: str):
     global _RUNNER
-    from hw_build.execute import StageRunner
+    from .execute import StageRunner
     b = Build.load(Path(build_dir))
     _RUNNER = StageRunner(b.child, b.parent, engine="finn")
 
@@ -101,7 +101,7 @@ def run_finn(build: Build, images: np.ndarray, workers: int = 2, chunk: int = 50
     """FINN's own execution, image by image, spread over processes."""
     chunks = [images[i:i + chunk] for i in range(0, len(images), chunk)]
     out = []
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(str(build.dir),)) as pool, \
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(str(build.folder.root),)) as pool, \
             tqdm(total=len(images), desc="finn sim", unit="img", disable=None) as bar:
         for res in pool.map(_run_chunk, chunks):
             out.append(res)
@@ -110,7 +110,7 @@ def run_finn(build: Build, images: np.ndarray, workers: int = 2, chunk: int = 50
 
 
 def run_python(build: Build, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-    from hw_build.execute import StageRunner
+    from .execute import StageRunner
     runner = StageRunner(build.child, build.parent, batch_size=batch_size)
     with tqdm(total=len(images), desc="python sim", unit="img", disable=None) as bar:
         return runner.run(images, progress=bar.update)[0]
@@ -123,7 +123,7 @@ def run_graph(build: Build, images: np.ndarray, mode: str = "python", workers: i
     `workers` processes); rtlsim / cppsim / auto: layer by layer, each layer in its mode (layer_modes)."""
     if mode == "finn":
         if workers <= 1:
-            from hw_build.execute import StageRunner
+            from .execute import StageRunner
             return StageRunner(build.child, build.parent, engine="finn").run(images)[0], []
         return run_finn(build, images, workers=workers), []
     modes = layer_modes(build, mode)
@@ -131,7 +131,7 @@ def run_graph(build: Build, images: np.ndarray, mode: str = "python", workers: i
         return run_python(build, images, batch_size), []
     log(f"mixed-mode simulation of {len(images)} images: "
         + ", ".join(f"{m} {sum(v == m for v in modes.values())}" for m in ("rtlsim", "cppsim", "python")))
-    return run_mixed(build, images, modes, work or build.dir / "sim" / "work", log)
+    return run_mixed(build, images, modes, work or build.folder.sim / "work", log)
 
 
 # --- mixed mode (rtlsim / cppsim / python per layer) -------------------------------------------
@@ -171,9 +171,9 @@ def layer_modes(build: Build, mode: str) -> dict:
 def run_mixed(build: Build, images: np.ndarray, modes: dict, work: Path, log=print) -> tuple[np.ndarray, list]:
     """Layer by layer over all images; returns top-1 per image and per-layer reports. Every layer's output is
     also computed by the python mode (the batched exact kernels), the reference a simulated layer must match."""
-    from hw_build.execute import StageRunner
+    from .execute import StageRunner
     from .verilator import hw_to_python_order, pack_input, unpack_output, words_per_image
-    from hw_build.batched import BatchedGraph
+    from .batched import BatchedGraph
     runner = StageRunner(build.child, build.parent)
     kernels = {node.name: fn for node, fn, _ in BatchedGraph(build.child, fuse=False).plan}
     acts = np.concatenate([runner._pre(runner.to_graph_layout(images[i:i + runner.batch_size]))
@@ -242,7 +242,6 @@ def _compare(rep: LayerReport, got: np.ndarray, ref: np.ndarray) -> bool:
 
 def _compile_rtl_layers(build: Build, modes: dict, n_images: int, work: Path) -> dict:
     """Verilates every RTL layer up front, two at a time (each compile is a separate process)."""
-    from concurrent.futures import ThreadPoolExecutor
     from qonnx.custom_op.registry import getCustomOp
     from .verilator import RtlLayer, words_per_image
     layers = {}
@@ -269,8 +268,8 @@ def resolve_batch_size(build: Build, mode: str, batch_size: int | None) -> int:
         return 1
     if batch_size is not None and batch_size < 1:
         raise SimError(f"--batch-size must be at least 1, got {batch_size}")
-    from hw_build.batched import BatchedGraph
-    from hw_build.execute import default_batch_size
+    from .batched import BatchedGraph
+    from .execute import default_batch_size
     graph = BatchedGraph(build.child)
     if batch_size is None:
         return default_batch_size(graph)
@@ -304,13 +303,13 @@ def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str =
     from .cppsim import cppsim_available, cppsim_requirements
     if mode == "cppsim" and not cppsim_available():
         raise SimError(cppsim_requirements())
-    out = Path(out) if out else build.dir / "sim"
+    out = Path(out) if out else build.folder.sim
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     top1, layers = run_graph(build, images, mode, min(workers, os.cpu_count() or 1), out / "work", log, batch_size)
     wall = time.time() - t0
     report = {
-        "build": str(build.dir), "checkpoint": build.state["checkpoint"], "mode": mode, "images": int(len(images)),
+        "build": str(build.folder.root), "checkpoint": build.state["checkpoint"], "mode": mode, "images": int(len(images)),
         "accuracy_pct": float(100 * (top1 == labels).mean()),
         "brevitas_accuracy_pct": float(100 * (ref_top1 == labels).mean()),
         "agreement_with_brevitas_pct": float(100 * (top1 == ref_top1).mean()),

@@ -13,9 +13,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+import time
 
 import numpy as np
-from training.errors import ToolError
+from common.errors import ToolError
 
 TB = """`timescale 1ns/1ps
 module tb;
@@ -163,7 +164,6 @@ class RtlLayer:
         self.exe = None
 
     def compile(self, n_in: int, n_out: int) -> float:
-        import time
         t0 = time.time()
         key = hashlib.sha256(repr((self.files, n_in, n_out, self.iw, self.ow)).encode() + Path(__file__).read_bytes()
                              + b"".join(f.read_bytes() for f in self.files)).hexdigest()[:16]  # this file: the fixes

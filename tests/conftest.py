@@ -4,11 +4,12 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent  # the project's packages are installed (make setup: pyproject.toml)
-DATA = Path(os.environ.get("BNN_DATA_DIR") or ROOT.parent / "shared" / "datasets")
+from common.paths import OFFLINE_DATASETS, ROOT  # the project's packages are installed (make setup: pyproject.toml)
+
+DATA = Path(os.environ.get("BNN_DATA_DIR") or OFFLINE_DATASETS)
 os.environ["BNN_DATA_DIR"] = str(DATA)
 
-from training import compat  # noqa: E402,F401
+from common import compat  # noqa: E402,F401
 
 
 def pytest_collection_modifyitems(config, items):
@@ -62,8 +63,14 @@ def lenet5_build(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def vgg_zcu104_build(tmp_path_factory):
-    """The shipped binary VGGNet7 with its ZCU104 folding to HW code, every stage verified on 10 images."""
-    return _shipped(tmp_path_factory, "pretrained/vggnet7/binary", "ZCU104", verify_images=10, stop_after="hw_codegen")
+    """The shipped binary VGGNet7 with its ZCU104 folding to the package, every stage verified on 10 images."""
+    return _shipped(tmp_path_factory, "pretrained/vggnet7/binary", "ZCU104", verify_images=10)
+
+
+@pytest.fixture(scope="session")
+def vgg_kv260_build(tmp_path_factory):
+    """The shipped binary VGGNet7 with its KV260 folding to the package, unverified (the ZCU104 build is)."""
+    return _shipped(tmp_path_factory, "pretrained/vggnet7/binary", "KV260", verify_images=0)
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,9 @@
-"""The batched exact executor (hw_build/batched.py) against FINN's own execution, node by node, on real test
+"""The batched exact executor (sim/batched.py) against FINN's own execution, node by node, on real test
 images flowing through real builds: the tiny binary LeNet5, a ternary LeNet5 (ternary weights and inputs,
 8-bit first and last layers), the graph completed with data-width converters and FIFOs, and (slow) the
 shipped LeNet5 and VGGNet7 builds at every stage."""
-import copy
 from collections import Counter
+import json
 
 import numpy as np
 import pytest
@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.needs_data, pytest.mark.finn]
 def finn_tensors(model, x):
     """Every tensor of FINN's execution (execute_onnx on the Python-executable copy), image by image."""
     from finn.core.onnx_exec import execute_onnx
-    from hw_build.execute import python_copy
+    from sim.execute import python_copy
     py = python_copy(model)
     runs = [execute_onnx(py, {py.graph.input[0].name: x[i:i + 1]}, return_full_exec_context=True)
             for i in range(len(x))]
@@ -26,7 +26,7 @@ def finn_tensors(model, x):
 def compare_nodes(model, x) -> Counter:
     """Runs the graph both ways; asserts every integer-typed node output identical (float ones, before
     streamlining, within float32 rounding: onnxruntime sums a batch in another order); returns the op types."""
-    from hw_build.batched import BatchedGraph
+    from sim.batched import BatchedGraph
     graph = BatchedGraph(model, fuse=False)
     assert not graph.fallbacks, f"no batched kernel for {graph.fallbacks}"
     ours, ref = graph.run(x, keep="all"), finn_tensors(model, x)
@@ -46,7 +46,7 @@ def compare_nodes(model, x) -> Counter:
 
 def stage_inputs(model, n, dataset="mnist"):
     """n real test images as the stage's graph takes them (NHWC once FINN has moved the layout)."""
-    from hw_build.execute import StageRunner
+    from sim.execute import StageRunner
     from training.data import make_splits
     x = make_splits(dataset, str(DATA), train_limit=1, test_limit=n).x_test.numpy().astype(np.float32)
     return StageRunner(model).to_graph_layout(x)
@@ -110,7 +110,7 @@ def test_converters_and_fifos_as_stitched_match_finn(built):
 def test_fused_windows_give_the_unfused_result(built):
     """A sliding window and its consumer as one convolution / max-pool: the same top-1 and class scores."""
     from qonnx.core.modelwrapper import ModelWrapper
-    from hw_build.batched import BatchedGraph
+    from sim.batched import BatchedGraph
     from hw_build.build_folder import BuildFolder
     folder = BuildFolder(built)
     model = ModelWrapper(str(folder.last_stage("hw_codegen")))
@@ -125,7 +125,7 @@ def test_fused_windows_give_the_unfused_result(built):
 
 
 def test_exactness_bound_picks_the_carrier_type():
-    from hw_build.batched import ExactMatMul, xnor_popcount
+    from sim.batched import ExactMatMul, xnor_popcount
     rng = np.random.default_rng(0)
     assert ExactMatMul(rng.integers(-127, 128, (25, 8)), 0, 255).dtype == np.float32  # 255*127*25 < 2^24
     wide = ExactMatMul(rng.integers(-127, 128, (4096, 8)), 0, 255)  # 255*127*4096 > 2^24
@@ -139,7 +139,7 @@ def test_exactness_bound_picks_the_carrier_type():
 
 def test_thresholds_count_as_qonnx_multithreshold():
     from qonnx.custom_op.general.multithreshold import multithreshold
-    from hw_build.batched import count_thresholds
+    from sim.batched import count_thresholds
     rng = np.random.default_rng(1)
     v = rng.integers(-40, 40, (5, 6, 7)).astype(np.float32)
     for t in (1, 3, 15):
@@ -150,7 +150,7 @@ def test_thresholds_count_as_qonnx_multithreshold():
 
 
 def test_labelselect_ties_go_to_the_lower_index_as_in_finn():
-    from hw_build.batched import _topk_indices
+    from sim.batched import _topk_indices
     v = np.array([[3, 7, 7, 1], [5, 5, 5, 5]], np.float32)
     assert _topk_indices(v, 1).ravel().tolist() == [1, 0]
     assert _topk_indices(v, 3).tolist() == [[1, 2, 0], [0, 1, 2]]
@@ -167,7 +167,6 @@ def test_every_node_of_the_shipped_builds_matches_finn(lenet5_build, vgg_zcu104_
 
 @pytest.mark.slow
 def test_lenet5_build_verified_on_the_whole_test_set_in_3_minutes(lenet5_build):
-    import json
     report = json.loads((lenet5_build / "verification" / "report.json").read_text())
     assert report["all_ok"] and report["images"] == 10000
     assert all(s["top1_agree"] == 10000 for s in report["stages"])
@@ -186,7 +185,6 @@ def test_whole_test_set_simulated_as_brevitas(which, request):
     assert r["agreement_with_brevitas_pct"] == 100.0 and r["accuracy_pct"] == r["brevitas_accuracy_pct"]
     shipped = {"lenet5": "lenet5/binary", "vgg_zcu104": "vggnet7/binary"}.get(which)
     if shipped:  # the shipped model's recorded test accuracy (this also checks the record itself)
-        import json
         folder = ROOT / "pretrained" / shipped
         recorded = json.loads((folder / "info.json").read_text())
         assert recorded["test_images"] == 10000

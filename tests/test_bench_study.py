@@ -46,7 +46,7 @@ def test_bench_study_times_both_sides_on_the_same_batches(tmp_path):
     (repo / "config" / "binary_mnist.yml").write_text("optimizer: sgd\nlr: 0.01\nmomentum: 0.99\n"
                                                       "loss: SquareHingeLoss\n")
     out = tmp_path / "b.json"
-    r = subprocess.run([sys.executable, "-m", "training.bench_study", "--study-repo", str(repo), "--models",
+    r = subprocess.run([sys.executable, "-m", "tools.bench_study", "--study-repo", str(repo), "--models",
                         "lenet5", "--modes", "fp32", "--steps", "3", "--out", str(out)],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -62,7 +62,7 @@ def test_bench_study_times_both_sides_on_the_same_batches(tmp_path):
     (["--models", "resnet"], "--models: 'resnet'"),
 ])
 def test_bench_study_refuses_bad_input_in_one_line(tmp_path, extra, message):
-    r = subprocess.run([sys.executable, "-m", "training.bench_study", "--study-repo", str(tmp_path), *extra],
+    r = subprocess.run([sys.executable, "-m", "tools.bench_study", "--study-repo", str(tmp_path), *extra],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
     assert len([ln for ln in r.stderr.splitlines() if ln.startswith("error:")]) == 1

@@ -101,7 +101,7 @@ def test_unwritable_results_stop_before_loading_data(tmp_path, capsys):
 
 
 def test_two_runs_in_the_same_second_get_their_own_folders(tmp_path):
-    from training.train import Run
+    from training.run_folder import Run
     cfg = TrainConfig(results=str(tmp_path))
     a, b = Run.create(cfg, "same"), Run.create(cfg, "same")
     assert a.dir != b.dir and a.dir.is_dir() and b.dir.is_dir()

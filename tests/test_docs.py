@@ -7,7 +7,7 @@ import pytest
 from conftest import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-TOP = "training|hw_build|sim|driver|study|configs|pretrained|tests|docs|scripts|requirements|\\.ci"
+TOP = "training|hw_build|sim|driver|sweep|common|tools|configs|pretrained|tests|docs|scripts|requirements|\\.ci"
 PATH = re.compile(rf"`((?:{TOP})/[\w./-]*)`")
 LINK = re.compile(r"\]\(([^)#:]+)(?:#[^)]*)?\)")
 MAKE = re.compile(r"(?:^|`)make ([a-z][\w-]*)", re.M)
@@ -15,7 +15,7 @@ MAKE = re.compile(r"(?:^|`)make ([a-z][\w-]*)", re.M)
 
 def _targets() -> set:
     text = (ROOT / "Makefile").read_text()
-    return set(re.findall(r"^([a-z][\w-]*):", text, re.M))
+    return {t for line in re.findall(r"^([a-z][\w-]*(?: [a-z][\w-]*)*):(?!=)", text, re.M) for t in line.split()}
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])

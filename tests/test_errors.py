@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import importlib
 
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ def inputs(tmp_path_factory):
     return d
 
 
-T, H, S, D, Y = "training", "hw_build", "sim", "driver", "study"
+T, H, S, D, Y = "training", "hw_build", "sim", "driver", "sweep"
 # (command, arguments with {d} for the inputs folder and {o} for an output that must not appear, code, words)
 CASES = [
     (T, "x --params configs/lenet5_binary.yml --lr nan --results {o}", 2, "lr: must be a finite number, got nan"),
@@ -114,7 +115,7 @@ CASES = [
     (D, "--package {d}/pkg --backend sim", 2, "does not fit"),
     (D, "--package {d}/pkg --backend sim --batch 10", 2, "--batch"),
     (D, "--package {d}/pkg --sim-mode rtlsim", 2, "--sim-mode"),
-    # files that are not what they claim: one reader (training.errors.read_user_file) for every file type
+    # files that are not what they claim: one reader (common.errors.read_user_file) for every file type
     (T, "x --params {d}/binary.yml", 2, "binary.yml is not UTF-8 text"),
     (T, "--resume {d}/run_junk", 2, "params.yml is not UTF-8 text"),
     (T, "--resume {d}/run_broken", 2, "params.yml is not valid YAML"),
@@ -134,7 +135,6 @@ def _main(cmd):
         sys.path.insert(0, str(ROOT / "driver"))
         import infer
         return infer.main
-    import importlib
     return importlib.import_module(f"{cmd}.__main__").main
 
 
@@ -164,7 +164,7 @@ def test_a_process_shows_no_traceback_for_a_user_error(inputs):
 
 
 def test_a_missing_tool_exits_3():
-    from training.errors import cli
+    from common.errors import cli
     from hw_build.finn_env import ToolMissing
 
     def main(argv):
@@ -173,7 +173,7 @@ def test_a_missing_tool_exits_3():
 
 
 def test_a_bug_keeps_its_traceback():
-    from training.errors import cli
+    from common.errors import cli
 
     def main(argv):
         raise ZeroDivisionError("a real bug")

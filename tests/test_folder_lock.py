@@ -1,16 +1,17 @@
-"""One process per output folder: a build folder, a run folder or a study output folder held by another
+"""One process per output folder: a build folder, a run folder or a sweep output folder held by another
 process is refused at once (exit 2, one line naming the folder and the holder); a lock left by a killed
 process is taken over."""
 import os
 import signal
 import subprocess
 import sys
+import shutil
 
 import pytest
 
 from conftest import DATA, ROOT, init_checkpoint
 
-HOLD = ("import sys, time; from training.folder_lock import FolderLock; "
+HOLD = ("import sys, time; from common.folder_lock import FolderLock; "
         "FolderLock(sys.argv[1], 'holder').acquire(); print('held', flush=True); time.sleep(120)")
 
 
@@ -58,7 +59,6 @@ def test_second_build_into_a_held_folder_is_refused_and_a_killed_holder_is_taken
 
 def unfinished_copy(run, dest):
     """A copy of a finished run whose last.pt says epoch 1 of 2: a run that can be resumed."""
-    import shutil
     import torch
     shutil.copytree(run, dest)
     ck = torch.load(dest / "last.pt", weights_only=False)
@@ -74,8 +74,8 @@ def test_resuming_a_run_folder_in_use_is_refused(tiny_run, holder, tmp_path):
     _refused(_run("-m", "training", "--resume", str(run)), run, p.pid)
 
 
-def test_a_study_on_a_held_output_folder_is_refused(tmp_path, holder):
-    out = tmp_path / "study"
+def test_a_sweep_on_a_held_output_folder_is_refused(tmp_path, holder):
+    out = tmp_path / "sweep"
     p = holder(out)
-    _refused(_run("-m", "study", str(ROOT / "configs" / "study" / "lenet5.yml"), "--quick", "--out", str(out)),
+    _refused(_run("-m", "sweep", str(ROOT / "configs" / "sweep" / "lenet5.yml"), "--quick", "--out", str(out)),
              out, p.pid)

@@ -1,5 +1,8 @@
 """The FINN flow on real checkpoints and real images, without Xilinx tools."""
+import hashlib
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,7 +116,6 @@ def test_shipped_folding_given_explicitly_takes_its_specialize_config(tmp_path):
 
 
 def test_a_folding_copied_without_its_specialize_config_names_the_cause(tmp_path):
-    import shutil
     folding = shutil.copy(ROOT / "configs" / "folding" / "lenet5_binary_Pynq-Z1.json", tmp_path / "mine.json")
     with pytest.raises(BuildError, match=r"names RTL layers \['MVAU_rtl_0', 'Thresholding_rtl_0'\].*--specialize"):
         build(HwConfig(checkpoint=PRETRAINED, board="Pynq-Z1", folding=folding, out=tmp_path / "o", verify_images=0,
@@ -206,7 +208,6 @@ def test_binarized_input_padding_streamlines_exactly(tmp_path):
 
 
 def _contents(folder):
-    import hashlib
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".lock"}
 
@@ -249,7 +250,6 @@ def test_shipped_vggnet7_to_codegen_on_zcu104_verified_on_real_cifar10(vgg_zcu10
     assert est["layers"]["MVAU_hls_6"]["ram_style"] == "ultra" and est["layers"]["MVAU_hls_5"]["PE"] == 8
     summary = (out / "report" / "summary.txt").read_text()
     assert "ram_style" in summary and "24576 x 192" in summary
-    from pathlib import Path
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.custom_op.registry import getCustomOp
     m = ModelWrapper(str(next((out / "intermediate").glob("*_hw_codegen.onnx"))))
@@ -277,3 +277,57 @@ def test_wrap_with_iodmas_as_zynqbuild_does(tiny_build):
     assert getCustomOp(inner[0].graph.node[0]).get_nodeattr("intfWidth") == 64  # Pynq-Z1's HP port
     layers = [n.op_type for n in inner[1].graph.node if not n.op_type.startswith("StreamingDataWidthConverter")]
     assert layers == [n.op_type for n in model.graph.node]
+
+
+def test_start_step_resumes_a_build_and_replay_builds_it_again(tiny_run, tmp_path):
+    """FINN's builder contract: --start-step continues a build from the model saved after the step before
+    (the earlier stages untouched, the estimates an earlier step wrote read back from the folder), and
+    --replay builds again from the configuration build_state.json recorded."""
+    out = tmp_path / "b"
+    build(HwConfig(checkpoint=tiny_run, board="Pynq-Z1", target_fps=2000, out=out, verify_images=0,
+                   data_dir=str(DATA), stop_after="estimates"), log=lambda *a: None)
+    folder = BuildFolder(out)
+    kept = {p.name: p.stat().st_mtime_ns for p in folder.intermediate.iterdir()}
+    assert hw_main(["--replay", str(out), "--start-step", "hw_codegen", "--verify-images", "10"]) == 0
+    state = folder.read_state()
+    assert state["done"][-3:] == ["hw_codegen", "driver_settings", "package"] and "estimates" in state["done"]
+    assert {p.name: p.stat().st_mtime_ns for p in folder.intermediate.iterdir() if p.name in kept} == kept
+    assert json.loads((folder.deploy / "package.json").read_text())["estimated_fps"] == folder.estimates()["fps"]
+    assert "build_dir" not in json.loads((folder.deploy / "package.json").read_text())  # no absolute path
+    report = json.loads((folder.verification / "report.json").read_text())
+    assert [s["stage"] for s in report["stages"]] == ["hw_codegen"] and report["all_ok"]
+    assert state["config"]["target_fps"] == 2000 and state["config"]["verify_images"] == 10  # the latest run's
+
+    again = tmp_path / "again"
+    assert hw_main(["--replay", str(out), "--out", str(again), "--stop-after", "estimates"]) == 0
+    assert BuildFolder(again).estimates()["layers"] == folder.estimates()["layers"]
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["--start-step", "hw_codegen", "--target-fps", "5000"], ["another configuration", "target_fps: 2000 -> 5000",
+                                                                "--replay"]),
+    (["--start-step", "hw_ipgen"], ["'hw_ipgen' is not a step of this build", "add --bitstream"]),
+    (["--start-step", "package"], ["has not run driver_settings", "done: export"]),
+    (["--start-step", "folding", "--stop-after", "export"], ["comes before --start-step folding"]),
+])
+def test_start_step_refuses_what_it_cannot_resume(tiny_run, tmp_path, argv, needles, capsys):
+    out = tmp_path / "b"
+    build(HwConfig(checkpoint=tiny_run, board="Pynq-Z1", target_fps=2000, out=out, verify_images=0,
+                   data_dir=str(DATA), stop_after="tidy_up"), log=lambda *a: None)
+    before = BuildFolder(out).read_state()
+    assert hw_main(["--checkpoint", str(tiny_run), "--target-fps", "2000", "--out", str(out), "--verify-images", "0",
+                    "--data-dir", str(DATA), *argv]) == 2
+    err = capsys.readouterr().err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    assert BuildFolder(out).read_state() == before  # nothing of the build changed
+
+
+def test_replay_refuses_options_that_change_the_build_and_folders_without_a_record(tmp_path, capsys):
+    assert hw_main(["--replay", str(tmp_path)]) == 2
+    assert f"--replay {tmp_path}: no build_state.json there" in capsys.readouterr().err
+    (tmp_path / "build_state.json").write_text(json.dumps({"done": ["export"], "board": "Pynq-Z1"}))
+    assert hw_main(["--replay", str(tmp_path)]) == 2
+    assert "records no configuration (an older build)" in capsys.readouterr().err
+    assert hw_main(["--replay", str(tmp_path), "--board", "ZCU104", "--clock-ns", "5"]) == 2
+    assert "--board, --clock-ns would change it" in capsys.readouterr().err

@@ -1,7 +1,11 @@
 """Simulation and the driver on a real (tiny) build: python mode, Verilator rtlsim, emulated board."""
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,7 +49,6 @@ def test_cppsim_without_hlslib_says_what_is_missing(built, monkeypatch, tmp_path
 
 def test_cppsim_layers_that_do_not_compile_are_named_and_refused(built, tmp_path, monkeypatch):
     """A finn-hlslib checkout without the kernels: every layer's compile fails, and the error says so."""
-    import shutil
     from sim.hls_headers import ap_types_dir
     if shutil.which("g++") is None or ap_types_dir() is None:
         pytest.skip("needs g++ and the hls4ml wheel's ap_types (make setup installs them)")
@@ -78,7 +81,6 @@ def test_depthwise_window_reorder():
 
 
 def _infer(*args, env=None):
-    import os
     return subprocess.run([sys.executable, str(ROOT / "driver" / "infer.py"), "--no-progress", *args],
                           capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})})
 
@@ -153,7 +155,6 @@ def test_batch_size_beyond_memory_is_refused_before_any_work(built):
 
 
 def test_sim_refuses_a_build_whose_checkpoint_changed(built, tmp_path):
-    import shutil
     copy = tmp_path / "b"
     shutil.copytree(built, copy, symlinks=True)
     state = json.loads((copy / "build_state.json").read_text())
@@ -201,8 +202,6 @@ def test_driver_packing_is_finns(rng=np.random.default_rng(0)):
 def test_deploy_package_runs_on_a_stock_pynq_python(built, tmp_path):
     """deploy/ copied alone into a fresh virtual environment with only numpy<2 (a PYNQ 3.x image has numpy 1.x
     and pynq, no qonnx, no bitstring) and the stand-in pynq: the board command runs the test images."""
-    import os
-    import shutil
     venv = tmp_path / "venv"
     base = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True)
@@ -243,13 +242,13 @@ def test_uram_weights_are_written_at_start_by_the_driver(tmp_path):
                          layer_order="CBAP")
     first = build(HwConfig(checkpoint=ck, board="ZCU104", out=tmp_path / "a", verify_images=0, target_fps=1000,
                            stop_after="folding", data_dir=str(DATA)), log=lambda *a: None)
-    fold = json.loads((first.out / "finn" / "report" / "auto_folding_config.json").read_text())
+    fold = json.loads((first.folder.finn_report / "auto_folding_config.json").read_text())
     fold["MVAU_hls_6"].update(ram_style="ultra", runtime_writeable_weights=1)
     (tmp_path / "fold.json").write_text(json.dumps(fold))
     ctx = build(HwConfig(checkpoint=ck, board="ZCU104", out=tmp_path / "b", verify_images=4, data_dir=str(DATA),
                          folding=tmp_path / "fold.json"), log=lambda *a: None)
     assert ctx.estimates["total"]["URAM"] > 0 and all(r.ok for r in ctx.verifier.results)
-    pkg = ctx.out / "deploy"
+    pkg = ctx.folder.deploy
     assert len(list((pkg / "runtime_weights").glob("*.dat"))) == 1
     r = _infer("--backend", "emulated", "--package", str(pkg), "-n", "20", "--batch", "10")
     assert r.returncode == 0, r.stderr
@@ -258,7 +257,6 @@ def test_uram_weights_are_written_at_start_by_the_driver(tmp_path):
     ra, rb = (json.loads((pkg / f"report_{b}.json").read_text()) for b in ("emulated", "sim"))
     assert ra["correct"] == rb["correct"]
     sys.path.insert(0, str(ROOT / "sim" / "pynq_standin"))
-    import os
     import pynq
     os.environ["BNN_FABRIC"] = json.dumps({"argv": [sys.executable, "-c", "pass"]})  # never reached
     board = pynq.Overlay(str(pkg / "bitfile" / "finn-accel.bit"))
@@ -317,3 +315,22 @@ def test_driver_refuses_a_package_without_its_runtime_weights(tmp_path, monkeypa
     monkeypatch.setenv("BNN_FABRIC", json.dumps({"argv": [sys.executable, "-c", "pass"]}))  # never reached
     with pytest.raises(accel.AccelError, match="runtime-writable weights but .* holds no .dat files"):
         accel.Accelerator(tmp_path / "bitfile" / "finn-accel.bit", settings, tmp_path / "runtime_weights")
+
+
+def test_the_emulated_board_takes_its_ips_from_the_bitfiles_hwh(built, tmp_path):
+    """With a .hwh beside the bitfile, the stand-in's IPs are the ones PYNQ's metadata parser reads from it (a
+    real Vivado .hwh, pynqmetadata's own test design, renamed as FINN names its IODMAs): a driver asking for
+    an IP the design lacks fails as on a board, naming it and the IPs there are."""
+    import pynqmetadata
+    source = Path(pynqmetadata.__file__).parent / "tests" / "hwhs" / "resizer.hwh"
+    if not source.is_file():
+        pytest.skip(f"pynqmetadata's test design {source} is not installed with it")
+    pkg = shutil.copytree(built / "deploy", tmp_path / "deploy")
+    (pkg / "bitfile").mkdir(exist_ok=True)
+    hwh = pkg / "bitfile" / "finn-accel.hwh"
+    hwh.write_text(re.sub(r"\baxi_dma_0\b", "idma0", source.read_text()))  # a design without odma0
+    r = _infer("--backend", "emulated", "--package", str(pkg), "--build", str(built), "-n", "10")
+    assert r.returncode == 2 and "the bitstream has no IP odma0 (its IPs: idma0, resize_accel_0)" in r.stderr, r.stderr
+    hwh.write_text(re.sub(r"\bresize_accel_0\b", "odma0", hwh.read_text()))
+    r = _infer("--backend", "emulated", "--package", str(pkg), "--build", str(built), "-n", "10")
+    assert r.returncode == 0, r.stderr

@@ -1,6 +1,9 @@
 import csv
 import os
 import signal
+import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -23,7 +26,7 @@ def test_short_real_training_beats_chance_by_far(tiny_run):
 def test_precise_bn_gives_exact_training_set_statistics():
     from training.data import make_splits
     from training.models import build_model
-    from training.train import norm_layers, precise_bn
+    from training.finish import norm_layers, precise_bn
     cfg = tiny_config()
     x = make_splits("mnist", cfg.data_dir, 1000, 0, 2500).x_train  # 2,500 images: batches of 1000, 1000, 500
     torch.manual_seed(0)
@@ -86,8 +89,6 @@ def test_ternary_and_float_variants_train(tmp_path):
 
 
 def test_torchrun_ddp_path_runs_with_world_size_1(tmp_path):
-    import subprocess
-    import sys
     from conftest import DATA, ROOT
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1"]
     r = subprocess.run(torchrun + ["-m", "training", "ddp", "--params", str(ROOT / "configs/lenet5_binary.yml"),
@@ -102,7 +103,7 @@ def test_torchrun_ddp_path_runs_with_world_size_1(tmp_path):
 def test_finish_redoes_the_end_of_a_run_and_refuses_bad_use(tiny_run, tmp_path):
     from training.__main__ import main
     from training.config import ConfigError
-    from training.train import finish_run
+    from training.finish import finish_run
     (tiny_run / "final.pt").unlink()
     finish_run(tiny_run, log=lambda *a: None)
     assert (tiny_run / "final.pt").is_file()
@@ -115,7 +116,7 @@ def test_finish_redoes_the_end_of_a_run_and_refuses_bad_use(tiny_run, tmp_path):
 
 
 def test_budget_epochs_fit_the_time_left():
-    from training.train import budget_epochs
+    from training.speed import budget_epochs
     # 600 s budget, 100 s spent, 2 s per epoch: (600 - 100 - 20 - 2.4) // 2 = 238 more
     assert budget_epochs(3, 2.0, 100.0, 600.0, 500) == 241
     assert budget_epochs(3, 2.0, 100.0, 600.0, 50) == 50  # never more than asked
@@ -148,7 +149,7 @@ def test_auto_precision_and_compile_resolve_per_machine_and_run(monkeypatch, tin
     """amp/compile 'auto': bf16 only where the CPU computes it natively, compile only where a run is long enough
     to earn its compile time back (and not for fp32 VGGNet7 on the CPU); params.yml records what ran."""
     import yaml
-    from training import train as t
+    from training import speed as t
     from training.config import TrainConfig
     cpu = torch.device("cpu")
     lenet, vgg = TrainConfig(epochs=40, batch_size=100), TrainConfig(model="vggnet7", dataset="cifar10", epochs=40)
@@ -177,8 +178,7 @@ def test_checkpoint_every_resumes_from_the_last_written_epoch(tmp_path):
 
 
 def test_distillation_loss_equals_a_hand_computation():
-    import math
-    from training.train import distill_loss
+    from training.losses import distill_loss
     s = torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
     t = torch.tensor([[2.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
     T = 2.0

@@ -12,13 +12,13 @@ from conftest import DATA, ROOT, init_checkpoint
 pytestmark = [pytest.mark.needs_data, pytest.mark.finn]
 
 
-def _shell(tmp_path, vivado_folder: str) -> dict:
+def _shell(tmp_path, vivado_folder: str, reports: str = "v2024.2") -> dict:
     """The environment after `source settings64.sh` of a stand-in Vivado installed at vivado_folder."""
     vivado = tmp_path / vivado_folder
     for tool, folder in (("vivado", vivado), ("vitis_hls", vivado.parent / "Vitis_HLS")):
         (folder / "bin").mkdir(parents=True, exist_ok=True)
         script = folder / "bin" / tool
-        script.write_text(f"#!/bin/sh\necho '{tool} v2024.2 (64-bit), stand-in: it builds nothing'\nexit 0\n")
+        script.write_text(f"#!/bin/sh\necho '{tool} {reports} (64-bit), stand-in: it builds nothing'\nexit 0\n")
         script.chmod(0o755)
     path = f"{vivado / 'bin'}:{vivado.parent / 'Vitis_HLS' / 'bin'}:{os.environ['PATH']}"
     return {**os.environ, "PATH": path, "XILINX_VIVADO": str(vivado), "FINN_DEPS": str(tmp_path / "deps"),
@@ -54,6 +54,19 @@ def test_bitstream_is_refused_before_the_first_step_naming_what_is_missing(tiny,
                    "Pynq-Z1 board files", "make deps"):
         assert needle in err, (needle, err)
     assert "not in PATH" not in err and not (tmp_path / "b").exists()
+
+
+def test_a_release_finn_does_not_support_is_named_by_the_preflight(tmp_path):
+    """The tools' own -version decides: a release FINN does not support is refused before anything runs."""
+    env = _shell(tmp_path, "Xilinx/Vivado/2023.1", reports="v2023.1")
+    r = subprocess.run([sys.executable, "-m", "hw_build.deps", "--check", "Pynq-Z1"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 3, r.stdout + r.stderr
+    for tool in ("vivado", "vitis_hls"):
+        assert f"missing: {tool} -version reports v2023.1; FINN supports 2022.2 or 2024.2" in r.stdout, r.stdout
+    ok = subprocess.run([sys.executable, "-m", "hw_build.deps", "--check", "Pynq-Z1"], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300, env=_shell(tmp_path / "b", "Xilinx/Vivado/2024.2"))
+    assert "-version reports" not in ok.stdout, ok.stdout
 
 
 def test_deps_check_reports_each_board(tmp_path):

@@ -8,9 +8,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import compat  # noqa: F401
+from common import compat  # noqa: F401
 from .config import ConfigError, add_arguments, describe, overrides_from, resolve
-from .errors import cli
+from common.errors import cli
 
 
 def parser() -> argparse.ArgumentParser:
@@ -36,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """The command under the project's error contract (training/errors.py)."""
+    """The command under the project's error contract (common/errors.py)."""
     return cli(_main, argv)
 
 
@@ -64,7 +64,9 @@ def _main(argv=None) -> int:
             else:
                 export_checkpoint(target)
             return 0
-        from .train import Interrupted, finish_run, load_config_of, train
+        from .finish import finish_run
+        from .run_folder import load_config_of
+        from .train import Interrupted, train
         if args.finish:
             if overrides:
                 raise ConfigError(f"--finish uses the run's own params.yml; drop {', '.join(overrides)}")

@@ -6,11 +6,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import compat  # noqa: F401
+from common import compat  # noqa: F401
+from common.errors import UserError
+from common.files import atomic_path
 from .config import TrainConfig
 from .data import make_splits
 from .models import build_model
-from .errors import UserError
 
 
 class CheckpointError(UserError):
@@ -20,7 +21,13 @@ class CheckpointError(UserError):
 CHECKPOINT_NAMES = ("final.pt", "best.pt", "model.npz", "model.pt")  # run folders first, then pretrained/
 
 
-def read_checkpoint(path: Path) -> dict:
+def save_checkpoint(ck: dict, path: Path) -> None:
+    """The one writer of .pt checkpoints: atomic, so a kill never leaves a torn file."""
+    with atomic_path(path) as tmp:
+        torch.save(ck, tmp)
+
+
+def read_checkpoint(path: Path, map_location="cpu") -> dict:
     """The checkpoint dict ({"model": state_dict, "config": dict, ...}) of a .pt or compact .npz file."""
     ck_path = find_checkpoint(path)
     try:
@@ -28,7 +35,7 @@ def read_checkpoint(path: Path) -> dict:
             from .compact import load_compact
             ck = load_compact(ck_path)
         else:
-            ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+            ck = torch.load(ck_path, map_location=map_location, weights_only=False)
     except Exception as e:
         raise CheckpointError(f"{ck_path} cannot be read ({type(e).__name__}: {e}); it is corrupt or not a "
                               f"checkpoint of this project") from None
@@ -78,3 +85,14 @@ def evaluate_checkpoint(path: Path, overrides: dict | None = None, log=print, co
     acc = 100.0 * (predict(model, s.x_test, cfg.eval_batch_size).argmax(1) == s.y_test).float().mean().item()
     log(f"{ck_path}: test accuracy {acc:.2f}% on {len(s.x_test)} images")
     return (acc, len(s.x_test)) if count else acc
+
+
+def init_from(model, path: str) -> str:
+    """Copies the tensors whose name and shape match (float pretraining of a quantized net)."""
+    ck = read_checkpoint(Path(path))
+    own = model.state_dict()
+    same = {k: v for k, v in ck["model"].items() if k in own and own[k].shape == v.shape}
+    if not same:
+        raise CheckpointError(f"init_from: {path} shares no tensor of matching name and shape with this {ck['config']}")
+    model.load_state_dict(same, strict=False)
+    return f"initialised {len(same)} of {len(own)} tensors from {path}"

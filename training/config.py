@@ -11,12 +11,14 @@ import math
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+import sys
 
-from .errors import UserError
+from common.errors import UserError
+from common.registry import DATASETS, NETWORKS
 
 CHOICES = {
-    "model": ("lenet5", "vggnet7"),
-    "dataset": ("mnist", "cifar10"),
+    "model": tuple(NETWORKS),
+    "dataset": tuple(DATASETS),
     "optimizer": ("adam", "sgd", "rmsprop", "asgd"),
     "lr_schedule": ("none", "step", "cosine"),
     "loss": ("sqr_hinge", "cross_entropy"),
@@ -106,13 +108,13 @@ class TrainConfig:
     eval_batch_size: int = _opt(1000, "batch size for validation and test")
 
     def n_weight_layers(self) -> int:
-        return {"lenet5": 4, "vggnet7": 9}[self.model]
+        return NETWORKS[self.model].n_weight_layers
 
     def validate(self) -> None:
         for key, allowed in CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}")
-        expected = {"lenet5": "mnist", "vggnet7": "cifar10"}[self.model]
+        expected = NETWORKS[self.model].dataset
         if self.dataset != expected:
             raise ConfigError(f"dataset: {self.model} is built for {expected}, not {self.dataset}")
         n = self.n_weight_layers()
@@ -240,14 +242,13 @@ def renamed(values: dict, source: str, quiet: tuple = ("checkpoint",)) -> dict:
     checkpoints and run folders of earlier versions recorded)."""
     old = [k for k in values if k in RENAMED]
     if old and not any(q in source for q in quiet) and not source.endswith((".pt", ".npz", "params.yml")):
-        import sys
         print(f"note: {', '.join(f'{k} is now {RENAMED[k]}' for k in old)} ({source}); read as such",
               file=sys.stderr)
     return {RENAMED.get(k, k): v for k, v in values.items()}
 
 
 def load_preset(path: str | Path) -> dict:
-    from .errors import read_user_file
+    from common.errors import read_user_file
     path = Path(path)
     data = read_user_file(path, "preset", "yaml", "presets are YAML in configs/ (e.g. configs/lenet5_binary.yml)",
                           ConfigError)

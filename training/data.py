@@ -12,43 +12,22 @@ import io
 import os
 import pickle
 import tarfile
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from .errors import UserError
+from common.errors import UserError
+from common.files import atomic_path
+from common.paths import DATA, OFFLINE_DATASETS
+from common.registry import DATASETS, DatasetSpec  # noqa: F401  (DatasetSpec: the type of DATASETS entries)
 
 ENV_DATA_DIR = "BNN_DATA_DIR"
 
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    image_shape: tuple  # as stored: (H, W) for MNIST, (H, W, C) for CIFAR-10
-    chw: tuple          # what the model takes
-    n_train: int
-    n_test: int
-    val_size: int       # the study's validation split
-    classes: tuple
-
-
-DATASETS = {
-    "mnist": DatasetSpec("mnist", (28, 28), (1, 28, 28), 60000, 10000, 10000, tuple(str(i) for i in range(10))),
-    "cifar10": DatasetSpec("cifar10", (32, 32, 3), (3, 32, 32), 50000, 10000, 5000,
-                           ("airplane", "automobile", "bird", "cat", "deer",
-                            "dog", "frog", "horse", "ship", "truck")),
-}
-
-
 class DataError(UserError):
     """Missing or malformed dataset; the message names the file and the fix."""
-
-
-REPO = Path(__file__).resolve().parent.parent
-OFFLINE_COPIES = REPO.parent / "shared" / "datasets"  # beside the checkout, where this project's machines keep them
 
 
 def data_dir(configured: str = "") -> Path:
@@ -56,7 +35,7 @@ def data_dir(configured: str = "") -> Path:
     The Makefile exports the same choice, so 'make train' and 'python -m training' find the same files."""
     if configured or os.environ.get(ENV_DATA_DIR):
         return Path(configured or os.environ[ENV_DATA_DIR])
-    return OFFLINE_COPIES if any(OFFLINE_COPIES.glob("*.npz")) else REPO / "data"
+    return OFFLINE_DATASETS if any(OFFLINE_DATASETS.glob("*.npz")) else DATA
 
 
 def _spec(name: str) -> DatasetSpec:
@@ -239,17 +218,8 @@ def _direct(name: str) -> dict:
 
 def save_arrays(arrays: dict, path: Path) -> None:
     """Atomic write: a killed download never leaves a half-written .npz behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.part")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; data and published models are for everyone
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
 def download(name: str, directory: str | Path = "") -> Path:

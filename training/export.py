@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import compat  # noqa: F401
+from common import compat  # noqa: F401
 from .checkpoint import CheckpointError, load
 from .config import ConfigError, TrainConfig
 from .models import INPUT_CHW, Block

@@ -7,40 +7,19 @@ scale): argmax is unchanged by it, so the hardware's top-1 equals the model's.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from . import compat  # noqa: F401  (Tensor.rename shim before Brevitas layers run)
+from common import compat  # noqa: F401  (Tensor.rename shim before Brevitas layers run)
 from brevitas import nn as qnn  # noqa: E402
 
 from .quant import act_quant, weight_quant  # noqa: E402
+from common.registry import NETWORKS, Layer  # noqa: E402,F401  (Layer: the type of ARCHS entries)
 
 
-@dataclass(frozen=True)
-class Layer:
-    kind: str          # "conv" or "fc"
-    out: int
-    k: int = 0
-    pad: int = 0
-    pool: bool = False  # 2x2 max-pool after this layer
-
-
-def conv(out, k, pad=0, pool=False):
-    return Layer("conv", out, k, pad, pool)
-
-
-def fc(out):
-    return Layer("fc", out)
-
-
-ARCHS = {
-    "lenet5": [conv(32, 5, pad=2, pool=True), conv(64, 5, pool=True), fc(512), fc(10)],
-    "vggnet7": [conv(128, 3), conv(128, 3, 1, pool=True), conv(256, 3, 1), conv(256, 3, 1, pool=True),
-                conv(512, 3, 1), conv(512, 3, 1, pool=True), fc(1024), fc(1024), fc(10)],
-}
-INPUT_CHW = {"lenet5": (1, 28, 28), "vggnet7": (3, 32, 32)}
+ARCHS = {name: list(net.layers) for name, net in NETWORKS.items()}
+INPUT_CHW = {name: net.input_chw for name, net in NETWORKS.items()}
 
 
 class PixelScale(nn.Module):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from . import compat  # noqa: F401
+from common import compat  # noqa: F401
 from .checkpoint import evaluate_checkpoint, read_checkpoint
 from .compact import save_compact
 

@@ -7,25 +7,13 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-import torch
 import yaml
 
+from common.files import write_text
+from .checkpoint import read_checkpoint
 from .config import ConfigError, TrainConfig
 
 METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds"]
-
-
-def save_atomic(obj, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a kill never leaves a torn checkpoint."""
-    tmp = path.with_suffix(path.suffix + ".part")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def check_writable(folder: Path) -> None:
@@ -67,7 +55,7 @@ class Run:
         return run
 
     def write_params(self, cfg: TrainConfig) -> None:
-        write_text_atomic(self.dir / "params.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        write_text(self.dir / "params.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     def append_metrics(self, row: dict) -> None:
         with open(self.metrics, "a", newline="") as f:
@@ -90,7 +78,7 @@ class Run:
 
 
 def load_config_of(run_dir: Path) -> TrainConfig:
-    from .errors import read_user_file
+    from common.errors import read_user_file
     p = run_dir / "params.yml"
     if not p.is_file():
         raise ConfigError(f"{run_dir} is not a run folder (no params.yml)")
@@ -108,7 +96,7 @@ def resume_point(run_dir: Path, cfg: TrainConfig) -> int | None:
     if not last.is_file():
         raise ConfigError(f"{run_dir} has no resume point (no last.pt: it stopped during its first epoch); {again}")
     try:
-        ck = torch.load(last, map_location="cpu", weights_only=False)
+        ck = read_checkpoint(last)
         recorded = TrainConfig.from_dict(ck["config"], str(last), validate=False).to_dict()
     except Exception as e:  # any unreadable checkpoint: a user file, not a bug
         raise ConfigError(f"{last} is damaged ({type(e).__name__}: {str(e)[:120]}); {again}") from None

@@ -93,8 +93,8 @@ class MMIO:
 
 
 class WeightPort:
-    def __init__(self, words: int):
-        self.mmio, self.words = MMIO(), words
+    def __init__(self, words: int, mapped_words: int = 1 << 20):
+        self.mmio, self.words = MMIO(mapped_words), words
 
 
 class DMA:
@@ -118,14 +118,24 @@ class DMA:
                 self.overlay._transfer(self)
 
 
+def _design(hwh: Path) -> dict:
+    """IP name -> {phys_addr, addr_range} of a bitfile's .hwh, read with PYNQ's own metadata parser (the
+    project's environment has it; a package run alone has no .hwh without a bitstream)."""
+    from pynqmetadata.frontends import Metadata
+    from pynqmetadata.views.runtime import IpDictView
+    return {k: v for k, v in IpDictView(Metadata(str(hwh))).view.items() if "phys_addr" in v}
+
+
 class Overlay:
     """Programs the 'bitfile' (PACKAGE/bitfile/finn-accel.bit; it need not exist) of a deployment package."""
 
     def __init__(self, bitfile_name, download=True, device=None, **kw):
         self.package = Path(bitfile_name).resolve().parent.parent
         io = json.loads((self.package / "settings.json").read_text())["driver_information"]["io_shape_dict"]
+        hwh = Path(bitfile_name).with_suffix(".hwh")
+        self.design = _design(hwh) if hwh.is_file() else None  # the .hwh's IPs and ranges, as pynq reads them
         self.fabric = Fabric()
-        self.ip_dict = {}
+        self.ip_dict = {name: {} for name in self.design or {}}  # a real overlay lists every IP of the design
         for name in io.get("idma_names", ["idma0"]):
             self._add(name, DMA(self, True))
         for name in io.get("odma_names", ["odma0"]):
@@ -133,9 +143,12 @@ class Overlay:
         self.weight_ports = {}
         for dat in sorted((self.package / "runtime_weights").glob("*.dat")):
             name = f"StreamingDataflowPartition_{int(dat.name.split('_')[0])}"
-            self.weight_ports[name] = self._add(name, WeightPort(len(dat.read_text().split())))
+            mapped = (self.design[name]["addr_range"] // 4) if self.design and name in self.design else 1 << 20
+            self.weight_ports[name] = self._add(name, WeightPort(len(dat.read_text().split()), mapped))
 
     def _add(self, name, ip):
+        if self.design is not None and name not in self.design:
+            return None  # not in the bitstream: a driver asking for it fails as on a board
         setattr(self, name, ip)
         self.ip_dict[name] = {}
         return ip

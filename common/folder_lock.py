@@ -1,4 +1,4 @@
-"""One process per output folder (a build folder, a training run folder, a study output folder).
+"""One process per output folder (a build folder, a training run folder, a sweep output folder).
 
 The lock is an advisory `flock` on FOLDER/.lock, which the kernel releases when its holder dies however
 it dies; the file keeps the holder's pid and command so that a refused process can name it, and so that

@@ -16,6 +16,8 @@ A node type with no kernel here runs image by image through FINN's own execution
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 FPGADATAFLOW = "finn.custom_op.fpgadataflow"
@@ -388,7 +390,6 @@ class BatchedGraph:
         graph's outputs); fuse: a sliding window and its only consumer run as one kernel (the windows are
         then never materialised; run(keep=...) cannot return them)."""
         if nodes is None and _has_constant_nodes(model):  # e.g. BipolarQuant of weights: computed once
-            import copy
             from qonnx.transformation.fold_constants import FoldConstants
             model = copy.deepcopy(model).transform(FoldConstants(exclude_op_types=[]))
         self.model = model

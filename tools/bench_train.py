@@ -14,11 +14,13 @@ from pathlib import Path
 
 import torch
 
-from . import compat  # noqa: F401
-from .config import TrainConfig
-from .data import batches, make_splits
-from .models import build_model
-from .train import autocast, cpu_has_native_bf16, loss_fn, make_optimizer
+from common import compat  # noqa: F401
+from common.registry import NETWORKS
+from training.config import TrainConfig
+from training.data import batches, make_splits
+from training.models import build_model
+from training.losses import loss_fn, make_optimizer
+from training.speed import autocast, cpu_has_native_bf16
 
 MODES = {"fp32": dict(amp="none", channels_last=False, compile="off"),
          "fp32+compile": dict(amp="none", channels_last=False, compile="on"),
@@ -64,14 +66,14 @@ def time_steps(cfg: TrainConfig, data: list, warmup: int = 2) -> float:
 
 
 def images_per_s(model_name: str, mode: dict, batch: int, steps: int, threads: int) -> float:
-    dataset = "mnist" if model_name == "lenet5" else "cifar10"
+    dataset = NETWORKS[model_name].dataset
     cfg = TrainConfig(model=model_name, dataset=dataset, batch_size=batch, threads=threads, **mode)
     torch.set_num_threads(threads)
     return time_steps(cfg, prepared_batches(dataset, batch, steps + 2))
 
 
 def accuracy_check(amp: str, threads: int) -> float:
-    from .train import train
+    from training.train import train
     cfg = TrainConfig(epochs=2, train_limit=5000, val_size=1000, test_limit=2000, amp=amp, threads=threads,
                       results="/tmp/bnn_bench_runs", augment=False)
     run = train(cfg, run_id=f"bench_{amp}", log=lambda *a: None)
@@ -82,9 +84,9 @@ def gpu_epochs(model_name: str, batch: int, lr: float, amp: str, compile: str, e
                device: str = "cuda", **extra) -> dict:
     """The real training loop on CUDA (data resident, on-device augmentation and metrics) for a few epochs
     of the full training split: seconds per epoch (training + validation) as metrics.csv records them."""
-    from .train import train
+    from training.train import train
     preset = {"lenet5": "configs/lenet5_binary.yml", "vggnet7": "configs/vggnet7_binary.yml"}[model_name]
-    from .config import resolve
+    from training.config import resolve
     cfg, _ = resolve(preset, dict(batch_size=batch, lr=lr, amp=amp, compile=compile, epochs=epochs,
                                   device=device, channels_last=True, precise_bn=False,
                                   results="/tmp/bnn_bench_runs", **extra))
@@ -101,7 +103,7 @@ def gpu_epochs(model_name: str, batch: int, lr: float, amp: str, compile: str, e
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.bench_train", description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     p.add_argument("--steps", type=int, default=20, help="timed training steps per setting (LeNet5; VGGNet7 a quarter)")
     p.add_argument("--out", type=Path, default=Path("results/bench.json"), help="JSON results")

@@ -1,6 +1,6 @@
 """make bench-sim: how fast the accelerator's graph simulates, next to the trained model on the same images.
 
-    python -m sim.bench BUILD [BUILD ...] [-n 10000] [--batch-size B] [--finn-images 50] [--cppsim-images 200]
+    python -m tools.bench_sim BUILD [BUILD ...] [-n 10000] [--batch-size B] [--finn-images 50] [--cppsim-images 200]
 
 For each build folder, in one process and one run: the Brevitas model's test-set inference (what
 `python -m training --inference` computes, timed without process start and data loading), the python mode
@@ -24,7 +24,7 @@ def bench_build(build_dir: Path, n: int, batch_size: int | None, finn_images: in
                 cppsim_images: int = 0) -> dict:
     import torch
     from training.checkpoint import load, predict
-    from .run import Build, reference_and_images, resolve_batch_size, run_graph
+    from sim.run import Build, reference_and_images, resolve_batch_size, run_graph
     build = Build.load(build_dir)
     batch_size = resolve_batch_size(build, "python", batch_size)
     images, labels, _, _ = reference_and_images(build, n, data_dir)
@@ -53,8 +53,8 @@ def bench_build(build_dir: Path, n: int, batch_size: int | None, finn_images: in
 
 def cppsim(build_dir: Path, k: int, data_dir: str) -> dict:
     """cppsim's speed on k images (compile excluded), or why it did not run."""
-    from .cppsim import cppsim_available, cppsim_requirements
-    from .run import simulate
+    from sim.cppsim import cppsim_available, cppsim_requirements
+    from sim.run import simulate
     if not k or not cppsim_available():
         return {"cppsim_images_per_s": None, "cppsim_note": "not run" if not k else cppsim_requirements()}
     r = simulate(build_dir, "cppsim", k, data_dir, log=lambda *a: None)
@@ -77,13 +77,13 @@ def table(rows: list) -> str:
 
 
 def main(argv=None) -> int:
-    from training import compat  # noqa: F401
-    from training.errors import cli
+    from common import compat  # noqa: F401
+    from common.errors import cli
     return cli(_main, argv)
 
 
 def _main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sim.bench", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m tools.bench_sim", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("builds", nargs="+", type=Path, help="build folders of 'python -m hw_build'")
     p.add_argument("-n", "--images", type=int, default=0, help="first N test images; 0: the whole test set")
@@ -94,7 +94,7 @@ def _main(argv=None) -> int:
     p.add_argument("--data-dir", default="", help="dataset folder (default: the checkpoint's, then $BNN_DATA_DIR)")
     p.add_argument("--out", type=Path, help="also write the rows as JSON here")
     args = p.parse_args(argv)
-    from .run import SimError
+    from sim.run import SimError
     if min(args.images, args.finn_images, args.cppsim_images) < 0:
         raise SimError("-n, --finn-images and --cppsim-images take N >= 0 images")
     rows = []

@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from . import compat  # noqa: F401
-from .config import TrainConfig
-from .bench import MODES as BENCH_MODES, native_modes, prepared_batches, time_steps
-from .errors import UserError, cli
-from .publish import this_machine
-from .train import cpu_has_native_bf16
+from common import compat  # noqa: F401
+from training.config import TrainConfig
+from tools.bench_train import MODES as BENCH_MODES, native_modes, prepared_batches, time_steps
+from common.errors import UserError, cli
+from training.publish import this_machine
+from training.speed import cpu_has_native_bf16
 
 STUDY = {  # model -> (study preset, dataset, our optimizer/loss settings that match it)
     "lenet5": ("config/binary_mnist.yml", "mnist", dict(optimizer="sgd", lr=0.01, momentum=0.99, loss="sqr_hinge")),
@@ -109,7 +109,7 @@ def modes(names: str) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.bench_study", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.bench_study", description=__doc__.split("\n\n")[0])
     p.add_argument("--study-repo", type=Path, required=True,
                    help="a checkout of github.com/RWTH-IDS/efficient-binary-neural-networks (not part of this project)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads on both sides (the issue's figure: 1)")

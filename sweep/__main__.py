@@ -1,34 +1,36 @@
-"""python -m study configs/study/lenet5.yml [--quick] [--cluster local:2 | tcp://host:8786]"""
+"""python -m sweep configs/sweep/lenet5.yml [--quick] [--cluster local:2 | tcp://host:8786]"""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+import re
+import socket
 
-from training import compat  # noqa: F401
+from common import compat  # noqa: F401
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m study",
-        description="The capacity study on hardware cost: trains every option set of SPEC, builds each to FINN "
+        prog="python -m sweep",
+        description="The capacity sweep on hardware cost: trains every option set of SPEC, builds each to FINN "
                     "estimates (everything counted) at every frame-rate target on the spec's board, verifies each "
                     "build on real test images, and writes table.csv, Pareto plots and findings. Finished points "
                     "are cached by configuration: a rerun skips them, an interrupted sweep resumes.")
-    p.add_argument("spec", type=Path, help="sweep specification, e.g. configs/study/lenet5.yml")
+    p.add_argument("spec", type=Path, help="sweep specification, e.g. configs/sweep/lenet5.yml")
     p.add_argument("--quick", action="store_true", help="the spec's tiny grid (its quick: block): what CI runs")
     p.add_argument("--cluster", default="", help="run the points on Dask: 'local:N' starts a local cluster of N "
                                                 "worker processes, 'tcp://host:8786' joins a running scheduler "
                                                 "(workers need this checkout and the datasets at the same paths); "
                                                 "default: a local process pool")
     p.add_argument("--workers", type=int, default=0, help="processes of the local pool (default: the cores)")
-    p.add_argument("--out", type=Path, help="output folder (default results/study/<spec name>[_quick])")
+    p.add_argument("--out", type=Path, help="output folder (default results/sweep/<spec name>[_quick])")
     p.add_argument("--data-dir", default="", help="dataset folder (default: $BNN_DATA_DIR, then ../shared/datasets)")
     return p
 
 
 def main(argv=None) -> int:
-    from training.errors import cli
+    from common.errors import cli
     return cli(_main, argv)
 
 
@@ -37,17 +39,17 @@ def _main(argv=None) -> int:
     from training.data import data_dir
     from .report import findings, plot, rows, write_table
     from .spec import ROOT, SpecError, load_spec
-    from .sweep import run_sweep
+    from .run import run_sweep
     if args.workers < 0:
         raise SpecError(f"--workers must be >= 0, got {args.workers}")
     spec = load_spec(args.spec, args.quick)
-    out = (args.out or ROOT / "results" / "study" / (spec.name + ("_quick" if args.quick else ""))).resolve()
+    out = (args.out or ROOT / "results" / "sweep" / (spec.name + ("_quick" if args.quick else ""))).resolve()
     data = str(data_dir(args.data_dir))
     if args.cluster:
         check_cluster(args.cluster)
-    from training.folder_lock import FolderLock
-    with FolderLock(out, "study output folder"):  # a second study on the same folder is refused
-        print(f"study {spec.name}: {len(spec.points)} option sets x {len(spec.fps)} frame-rate targets on "
+    from common.folder_lock import FolderLock
+    with FolderLock(out, "sweep output folder"):  # a second sweep on the same folder is refused
+        print(f"sweep {spec.name}: {len(spec.points)} option sets x {len(spec.fps)} frame-rate targets on "
               f"{spec.board} -> {out}", flush=True)
         results = run_sweep(spec, out, data, args.cluster, args.workers)
         table = rows(results)
@@ -61,9 +63,7 @@ def _main(argv=None) -> int:
 
 def check_cluster(cluster: str) -> None:
     """--cluster local:N or tcp://HOST:PORT with a scheduler answering there, before anything is written."""
-    import re
-    import socket
-    from training.errors import ToolError
+    from common.errors import ToolError
     from .spec import SpecError
     if re.fullmatch(r"local:[1-9]\d*", cluster):
         return

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One prepared GPU run (the device tool; DEVELOPERS.md has the recipe): the old training loop's epoch time as
-# a same-machine baseline, the fast loop's (bench), then the binary VGGNet7 trained to a wall-clock budget.
-# Needs, beside the checkout: .whl/ (brevitas 0.13.0, dependencies 2.0.1, unfoldNd 0.2.3; .whl/extra/ setuptools
-# for pkg_resources), /tmp/parts/cifar10.npz.part* (copied by earlier calls), .gpu/baseline/ (the old loop).
+# One prepared GPU run on a machine with CUDA torch but without this project's environment (the device
+# machine): the training loop's GPU epoch time (tools/bench_train.py), then the binary VGGNet7 trained to a
+# wall-clock budget. Prepare from a fresh clone with `bash tools/gpu_prepare.sh` (wheels into .whl/, the
+# dataset split into .gpu/parts/ for machines that take at most 64 MiB a copy); then, on the GPU machine,
+# copy the parts to /tmp/parts/ (one call each) and run `bash tools/gpu_train.sh`.
 # Writes $OUT: run.tar.gz (params, metrics, curves, logs, bench.json), final.pt.part* (split: 16 MiB a file).
 set -u
 export PYTHONUNBUFFERED=1
@@ -14,26 +15,20 @@ elapsed() { echo $(( $(date +%s) - T0 )); }
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
 python3 -c "import pkg_resources" 2>/dev/null ||
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/extra/*.whl || exit 1
-export PYTHONPATH=/tmp/site BNN_DATA_DIR=/tmp/data
+export PYTHONPATH=/tmp/site:$PWD BNN_DATA_DIR=/tmp/data  # the checkout itself is not installed there
 mkdir -p /tmp/data
-[ -f /tmp/data/cifar10.npz ] || cat /tmp/parts/cifar10.npz.part* > /tmp/data/cifar10.npz
+for d in /tmp/parts .gpu/parts; do  # the parts copied by earlier calls, or carried with this one
+  [ -f /tmp/data/cifar10.npz ] || ! ls $d/cifar10.npz.part* >/dev/null 2>&1 || cat $d/cifar10.npz.part* > /tmp/data/cifar10.npz
+done
 echo "a44cc18e4ad961b5158c7da062a6232fb65938b615bf013046199b823b75c43d  /tmp/data/cifar10.npz" | sha256sum -c || exit 1
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 LOGS=/tmp/logs; mkdir -p $LOGS
 
-echo "== baseline: the training loop before this change, 2 epochs (t=$(elapsed) s)"
-if [ -d .gpu/baseline ]; then
-  (cd .gpu/baseline && timeout 90 python3 -m training base --params configs/vggnet7_binary.yml --device cuda \
-     --channels-last true --batch-size 256 --lr 0.002 --epochs 2 --precise-bn false --test-limit 1000 \
-     --results /tmp/base) > $LOGS/baseline.log 2>&1
-  grep -h "epoch_seconds" -A3 /tmp/base/base/*/metrics.csv
-fi
-
 echo "== bench: the fast loop, compiled, bf16, 3 epochs (t=$(elapsed) s)"
 COMPILE=on
-timeout 200 python3 -m training.bench --gpu-only --gpu-epochs 3 --out $LOGS/bench.json > $LOGS/bench.log 2>&1 || {
+timeout 200 python3 -m tools.bench_train --gpu-only --gpu-epochs 3 --out $LOGS/bench.json > $LOGS/bench.log 2>&1 || {
   COMPILE=off; echo "compiled bench failed: checking the loop without torch.compile"; tail -8 $LOGS/bench.log
-  timeout 90 python3 -c "from training.bench import gpu_epochs; gpu_epochs('vggnet7', 500, 0.003, 'bf16', 'off', 2)" \
+  timeout 90 python3 -c "from tools.bench_train import gpu_epochs; gpu_epochs('vggnet7', 500, 0.003, 'bf16', 'off', 2)" \
     > $LOGS/bench_eager.log 2>&1 || { echo "the fast loop fails on CUDA: stopping early"; tail -25 $LOGS/bench_eager.log; exit 1; }
   tail -1 $LOGS/bench_eager.log; }
 tail -1 $LOGS/bench.log

@@ -39,7 +39,7 @@ def cli(main, argv=None) -> int:
 
 
 def read_user_file(path, what: str, fmt: str, fix: str, error=UserError, expect=dict):
-    """The one reader of files a user hands over (presets, params.yml, folding and specialize JSON, study
+    """The one reader of files a user hands over (presets, params.yml, folding and specialize JSON, sweep
     specs, build states): a missing file, one that is not UTF-8 text, not valid YAML/JSON (also: cut short)
     or not of the expected top-level type is refused as `error`, one line naming the file, what is wrong and
     `fix`. Returns the parsed data (an empty YAML file reads as None)."""

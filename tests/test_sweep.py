@@ -1,4 +1,4 @@
-"""The capacity study on its tiny grid, on a Dask cluster started by hand (a scheduler and two workers, as
+"""The capacity sweep on its tiny grid, on a Dask cluster started by hand (a scheduler and two workers, as
 separate processes): table, plots, findings, caching."""
 import csv
 import json
@@ -13,7 +13,7 @@ import pytest
 from conftest import DATA, ROOT
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.finn]
-SPEC = ROOT / "configs" / "study" / "lenet5.yml"
+SPEC = ROOT / "configs" / "sweep" / "lenet5.yml"
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,8 @@ def dask_cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory, dask_cluster):
-    from study.__main__ import main
-    out = tmp_path_factory.mktemp("study")
+    from sweep.__main__ import main
+    out = tmp_path_factory.mktemp("sweep")
     assert main([str(SPEC), "--quick", "--cluster", dask_cluster, "--out", str(out), "--data-dir", str(DATA)]) == 0
     return out
 
@@ -62,7 +62,7 @@ def test_quick_grid_writes_table_plots_and_findings(quick):
 
 def test_rerun_skips_finished_points_and_a_new_point_trains_alone(quick, tmp_path):
     import yaml
-    from study.__main__ import main
+    from sweep.__main__ import main
     stamps = {p: p.stat().st_mtime for p in quick.glob("points/*/*.json")}
     assert len(stamps) == 4  # two points: train.json and one build each
     assert main([str(SPEC), "--quick", "--workers", "2", "--out", str(quick), "--data-dir", str(DATA)]) == 0
@@ -92,7 +92,7 @@ def test_rerun_skips_finished_points_and_a_new_point_trains_alone(quick, tmp_pat
     ("base: configs/lenet5_binary.yml\ntrain: {epochs: many}\npoints: {a: {}}\n", "epochs (spec point 'a' or its train"),
 ])
 def test_bad_specs_are_refused_before_any_work(text, words, tmp_path, capsys):
-    from study.__main__ import main
+    from sweep.__main__ import main
     spec = tmp_path / "s.yml"
     spec.write_text(text)
     assert main([str(spec), "--out", str(tmp_path / "o")]) == 2
@@ -103,7 +103,7 @@ def test_bad_specs_are_refused_before_any_work(text, words, tmp_path, capsys):
 @pytest.mark.parametrize("cluster,code,words", [("tcp://127.0.0.1:9", 3, "no Dask scheduler answers"),
                                                 ("127.0.0.1:8786", 2, "tcp://HOST:PORT")])
 def test_an_unreachable_or_malformed_cluster_is_refused_before_any_work(cluster, code, words, tmp_path, capsys):
-    from study.__main__ import main
+    from sweep.__main__ import main
     assert main([str(SPEC), "--quick", "--cluster", cluster, "--out", str(tmp_path / "o")]) == code
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err and not (tmp_path / "o").exists()

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from training.errors import UserError
+from common.errors import UserError
 
-ROOT = Path(__file__).resolve().parent.parent
+from common.paths import ROOT
 
 
 class SpecError(UserError):
@@ -51,11 +51,11 @@ KEYS = {"name", "base", "train", "points", "board", "fps", "verify_images", "spe
 
 
 def load_spec(path: Path, quick: bool = False) -> Spec:
-    from training.errors import read_user_file
+    from common.errors import read_user_file
     path = Path(path)
-    raw = read_user_file(path, "spec", "yaml", "see configs/study/lenet5.yml", SpecError)
+    raw = read_user_file(path, "spec", "yaml", "see configs/sweep/lenet5.yml", SpecError)
     if not isinstance(raw, dict) or not raw.get("points"):
-        raise SpecError(f"spec {path} needs at least 'base' and 'points' (see configs/study/lenet5.yml)")
+        raise SpecError(f"spec {path} needs at least 'base' and 'points' (see configs/sweep/lenet5.yml)")
     if quick:  # the tiny grid: the spec's own quick: block replaces what it names
         raw = {**raw, **(raw.get("quick") or {})}
     raw.pop("quick", None)

@@ -1,7 +1,7 @@
 """Running a sweep: each point (one option set) is trained, then built to FINN estimates for every frame-rate
 target and verified on real test images; results are cached per point by configuration.
 
-results/study/<spec>/points/<key>/     key: hash of the point's resolved training config
+results/sweep/<spec>/points/<key>/     key: hash of the point's resolved training config
   train/run-*/                         the training run (final.pt, metrics, curves)
   train.json                           test accuracy, run folder, seconds       (written when training is done)
   build_<fps>/                         the hardware build to estimates
@@ -18,16 +18,12 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+import contextlib
 
 import yaml
 
+from common.files import write_json
 from .spec import ROOT, Spec
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".part")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def tasks(spec: Spec, out: Path, data_dir: str) -> list[dict]:
@@ -49,14 +45,13 @@ def tasks(spec: Spec, out: Path, data_dir: str) -> list[dict]:
 def run_point(task: dict) -> dict:
     """Train (unless cached), then build for each target (unless cached). Runs in a worker process; what
     training and FINN print goes to the point's log.txt."""
-    import contextlib
     Path(task["dir"]).mkdir(parents=True, exist_ok=True)
     with open(Path(task["dir"]) / "log.txt", "a") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         return _run_point(task)
 
 
 def _run_point(task: dict) -> dict:
-    from training import compat  # noqa: F401
+    from common import compat  # noqa: F401
     from training.config import TrainConfig
     from training.train import train
     d = Path(task["dir"])
@@ -65,18 +60,18 @@ def _run_point(task: dict) -> dict:
     tj = d / "train.json"
     if not tj.is_file():
         t0 = time.time()
-        cfg = TrainConfig.from_dict({**task["config"], "results": str(d)}, f"study point {task['name']}")
+        cfg = TrainConfig.from_dict({**task["config"], "results": str(d)}, f"sweep point {task['name']}")
         run = train(cfg, run_id="train", log=quiet)
         acc = float((run / "test_accuracy.txt").read_text().split()[0])
         ran = yaml.safe_load((run / "params.yml").read_text())  # 'auto' precision as resolved on the worker
-        _write_json(tj, {"run": str(run), "test_acc": acc, "train_s": round(time.time() - t0, 1),
+        write_json(tj, {"run": str(run), "test_acc": acc, "train_s": round(time.time() - t0, 1),
                          "amp": ran.get("amp"), "compile": ran.get("compile"), "config": task["config"]})
     trained = json.loads(tj.read_text())
     builds = {}
     for fps in task["fps"]:
         bj = d / f"build_{fps}.json"
         if not bj.is_file():
-            _write_json(bj, _build(task, Path(trained["run"]), fps, d / f"build_{fps}", quiet))
+            write_json(bj, _build(task, Path(trained["run"]), fps, d / f"build_{fps}", quiet))
         builds[fps] = json.loads(bj.read_text())
     return {"name": task["name"], "key": task["key"], "test_acc": trained["test_acc"],
             "train_s": trained["train_s"], "builds": builds}
@@ -84,7 +79,7 @@ def _run_point(task: dict) -> dict:
 
 def _build(task, run: Path, fps: int, out: Path, log) -> dict:
     from hw_build.build_folder import BuildFolder
-    from training.errors import UserError
+    from common.errors import UserError
     from hw_build.errors import DoesNotFit
     from hw_build.flow import HwConfig, build
     t0 = time.time()
@@ -99,8 +94,8 @@ def _build(task, run: Path, fps: int, out: Path, log) -> dict:
         fits, note = False, str(e)
     except UserError as e:  # a build error of this option set: recorded, the sweep goes on
         fits, note = False, f"build failed: {' '.join(str(e).split())}"
-    rep = json.loads((out / "verification" / "report.json").read_text()) if (
-        out / "verification" / "report.json").is_file() else {}
+    report = BuildFolder(out).verification / "report.json"
+    rep = json.loads(report.read_text()) if report.is_file() else {}
     if verified is None and rep:
         verified = rep.get("all_ok")
     est = BuildFolder(out).estimates()
@@ -114,7 +109,7 @@ def run_sweep(spec: Spec, out: Path, data_dir: str, cluster: str = "", workers: 
     from tqdm import tqdm
     todo = tasks(spec, out, data_dir)
     results = []
-    with tqdm(total=len(todo), desc=f"study {spec.name}", unit="point", disable=None) as bar:
+    with tqdm(total=len(todo), desc=f"sweep {spec.name}", unit="point", disable=None) as bar:
         for r in _execute(todo, cluster, workers):
             results.append(r)
             bar.update(1)

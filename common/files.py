@@ -1,0 +1,35 @@
+"""The one atomic writer: every file a kill must not leave torn (checkpoints, datasets, states, reports)
+is written to a temporary file beside it and renamed over it."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside `path` to write; renamed onto `path` when the block ends without an
+    error, removed otherwise. The file is readable by everyone (data and models are shared)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path, data) -> None:
+    write_text(path, json.dumps(data, indent=2) + "\n")

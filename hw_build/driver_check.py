@@ -1,0 +1,49 @@
+"""The package's driver settings against FINN's own: the same settings.json facts and runtime-weight files.
+
+Before Vivado, step driver_settings runs FINN's MakePYNQDriver on a copy of the graph prepared as the
+bitstream flow prepares it (minimal FIFOs as FINN's step_set_fifo_depths inserts them, then ZynqBuild's
+InsertIODMA, InsertDWC, SpecializeLayers, Floorplan, CreateDataflowPartition). With Vivado, FINN's
+make_driver writes its own driver from the real build (finn/driver/); step check_driver compares the two and
+stops on any difference, naming both values, before the package is trusted on a board.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import BuildError
+
+# what the board driver reads of settings.json (driver/accel.py): a difference here means a wrong package
+SETTINGS_KEYS = ("io_shape_dict", "runtime_weights", "external_weights", "platform", "fclk_mhz")
+
+
+def driver_facts(driver_dir: Path) -> dict:
+    """settings.json's driver facts and the runtime-weight files (name -> bytes) of a FINN driver folder."""
+    settings = json.loads((Path(driver_dir) / "settings.json").read_text())["driver_information"]
+    weights = Path(driver_dir) / "runtime_weights"
+    files = {f.name: f.read_bytes() for f in sorted(weights.iterdir())} if weights.is_dir() else {}
+    return {"settings": {k: settings.get(k) for k in SETTINGS_KEYS}, "files": files}
+
+
+def differences(ours: Path, finns: Path) -> list[str]:
+    """Every difference between two driver folders, each naming both values (empty: the same)."""
+    a, b = driver_facts(ours), driver_facts(finns)
+    found = [f"settings.json {k}: {a['settings'][k]!r} here, {b['settings'][k]!r} in FINN's"
+             for k in SETTINGS_KEYS if a["settings"][k] != b["settings"][k]]
+    only_a, only_b = sorted(set(a["files"]) - set(b["files"])), sorted(set(b["files"]) - set(a["files"]))
+    if only_a or only_b:
+        found.append(f"runtime_weights/: {only_a or 'nothing'} only here, {only_b or 'nothing'} only in FINN's")
+    found += [f"runtime_weights/{n}: contents differ ({len(a['files'][n])} bytes here, {len(b['files'][n])} in "
+              f"FINN's)" for n in sorted(set(a["files"]) & set(b["files"])) if a["files"][n] != b["files"][n]]
+    return found
+
+
+def check_driver(ours: Path, finns: Path) -> None:
+    """Refuses a package whose driver settings differ from the ones FINN made for the real build."""
+    if not (Path(finns) / "settings.json").is_file():
+        raise BuildError(f"FINN's make_driver left no settings.json in {finns}; the bitstream flow did not finish "
+                         f"its driver step")
+    found = differences(ours, finns)
+    if found:
+        raise BuildError(f"the package's driver settings ({ours}) differ from FINN's for the real build ({finns}): "
+                         + "; ".join(found) + ". Report it with both folders; the package is not written")

@@ -1,0 +1,189 @@
+"""The deployment package's driver settings against FINN's bitstream flow replayed without Vivado.
+
+FINN's own sequence, written out here from its sources rather than taken from hw_build: the hw_codegen graph
+with the FIFOs and data-width converters of step_set_fifo_depths (its force_minimal_fifos branch; the sizing
+strategies insert the same nodes), ZynqBuild's preparation transformations in its order (make_zynq_proj.py),
+the instance names MakeZYNQProject gives the partitions (idmaN, odmaN, else the node's name) and FINN's
+MakePYNQDriver. The package must hold the same stream shapes, instance names and runtime-weight files
+(URAM weight memories on the UltraScale+ boards). With Vivado, step check_driver compares the real ones.
+"""
+import json
+import shutil
+
+import pytest
+
+from hw_build.boards import get_board
+from hw_build.build_folder import BuildFolder
+from hw_build.driver_check import check_driver, differences
+from hw_build.errors import BuildError
+
+pytestmark = [pytest.mark.needs_data, pytest.mark.finn]
+
+
+def finn_flow_driver(build_dir, board_name: str, tmp_path):
+    """FINN's driver folder for the build as the bitstream flow would make it (before Vivado's part)."""
+    from finn.transformation.fpgadataflow.create_dataflow_partition import CreateDataflowPartition
+    from finn.transformation.fpgadataflow.floorplan import Floorplan
+    from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
+    from finn.transformation.fpgadataflow.insert_fifo import InsertFIFO
+    from finn.transformation.fpgadataflow.insert_iodma import InsertIODMA
+    from finn.transformation.fpgadataflow.make_driver import MakePYNQDriver
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+    from finn.transformation.qonnx.give_unique_node_names_recursive import GiveUniqueNodeNamesRecursive
+    from finn.util.basic import pynq_native_port_width
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+    from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames
+    from qonnx.transformation.infer_data_layouts import InferDataLayouts
+    board, folder = get_board(board_name), BuildFolder(build_dir)
+    state = folder.read_state()
+    model = ModelWrapper(str(folder.last_stage("hw_codegen")))
+    for t in (InsertDWC(), InsertFIFO(create_shallow_fifos=True), SpecializeLayers(board.part),
+              GiveUniqueNodeNamesRecursive(), GiveReadableTensorNames()):  # step_set_fifo_depths
+        model = model.transform(t)
+    model = model.transform(InferDataLayouts())  # ZynqBuild.apply
+    for t in (InsertIODMA(pynq_native_port_width[board.finn_board]), InsertDWC(), SpecializeLayers(board.part),
+              Floorplan(), CreateDataflowPartition(partition_model_dir=str(tmp_path / "partitions"))):
+        model = model.transform(t).transform(GiveUniqueNodeNames()).transform(GiveReadableTensorNames())
+    idma = odma = 0
+    for node in model.graph.node:  # MakeZYNQProject's instance names
+        producer = model.find_producer(node.input[0]) if node.input else None
+        name = node.name
+        if producer is None:
+            name, idma = f"idma{idma}", idma + 1
+        elif not model.find_consumers(node.output[0]):
+            name, odma = f"odma{odma}", odma + 1
+        getCustomOp(node).set_nodeattr("instance_name", name)
+    model = model.transform(MakePYNQDriver("zynq-iodma", "FINNDMAOverlay", clk_period_ns=state["clock_ns"],
+                                           board=board.finn_board))
+    return model.get_metadata_prop("pynq_driver_dir")
+
+
+def _same_as_finns_flow(build_dir, board, tmp_path, runtime_weights: bool):
+    deploy = BuildFolder(build_dir).deploy
+    finns = finn_flow_driver(build_dir, board, tmp_path)
+    assert differences(deploy, finns) == []
+    io = json.loads((deploy / "settings.json").read_text())["driver_information"]["io_shape_dict"]
+    assert io["idma_names"] == ["idma0"] and io["odma_names"] == ["odma0"]
+    assert bool(sorted((deploy / "runtime_weights").glob("*.dat"))) == runtime_weights
+
+
+@pytest.mark.slow
+def test_lenet5_pynq_z1_package_matches_finns_flow(lenet5_build, tmp_path):
+    _same_as_finns_flow(lenet5_build, "Pynq-Z1", tmp_path, runtime_weights=False)
+
+
+@pytest.mark.slow
+def test_vggnet7_zcu104_package_matches_finns_flow(vgg_zcu104_build, tmp_path):
+    _same_as_finns_flow(vgg_zcu104_build, "ZCU104", tmp_path, runtime_weights=True)
+
+
+@pytest.mark.slow
+def test_vggnet7_kv260_package_matches_finns_flow(vgg_kv260_build, tmp_path):
+    _same_as_finns_flow(vgg_kv260_build, "KV260", tmp_path, runtime_weights=True)
+
+
+def test_check_driver_names_each_difference_from_finns_driver(built, tmp_path):
+    """step check_driver (after FINN's make_driver in a bitstream build) on a copy changed as a drifted FINN
+    driver would be: every difference named with both values; the same folder passes."""
+    ours = BuildFolder(built).driver_settings
+    finns = shutil.copytree(ours, tmp_path / "driver")
+    check_driver(ours, finns)
+    s = json.loads((finns / "settings.json").read_text())
+    s["driver_information"]["io_shape_dict"]["idma_names"] = ["idma1"]
+    s["driver_information"]["fclk_mhz"] = 200.0
+    (finns / "settings.json").write_text(json.dumps(s))
+    (finns / "runtime_weights").mkdir(exist_ok=True)
+    (finns / "runtime_weights" / "2_0_MVAU_hls_1.dat").write_text("0\n")
+    with pytest.raises(BuildError) as e:
+        check_driver(ours, finns)
+    for needle in ("'idma1'", "fclk_mhz: 100.0 here, 200.0 in FINN's", "['2_0_MVAU_hls_1.dat'] only in FINN's",
+                   "the package is not written"):
+        assert needle in str(e.value), (needle, str(e.value))
+    with pytest.raises(BuildError, match="left no settings.json"):
+        check_driver(ours, tmp_path / "nothing")
+
+
+def test_stitched_ip_verdicts_stop_the_build_before_synthesis(tmp_path):
+    """step check_stitched_ip reads FINN's per-image verdicts of its stitched-IP rtlsim (file names as
+    finn-plus 1.6.1's verify_step writes them): a wrong class or a missing image (a stall) is refused naming
+    the image. (FINN's side needs Vivado; here its output files are written as it writes them.)"""
+    import numpy as np
+
+    from hw_build.stitched import check, write_io
+    folder = BuildFolder(tmp_path)
+    write_io(folder, np.zeros((3, 1, 28, 28), np.uint8), np.array([1, 2, 3]))
+    folder.finn_verification.mkdir(parents=True)
+    for b, (verdict, cls) in enumerate((("SUCCESS", 1), ("SUCCESS", 2), ("FAIL", 7))):
+        np.save(folder.finn_verification / f"verify_stitched_ip_rtlsim_{b}_{verdict}.npy", np.array([[cls]], float))
+    with pytest.raises(BuildError, match=r"class \[7.0\] for test image 2, the Brevitas model 3 \(1 of 3"):
+        check(folder)
+    (folder.finn_verification / "verify_stitched_ip_rtlsim_2_FAIL.npy").unlink()
+    with pytest.raises(BuildError, match=r"no result for test images \[2\].*a stall"):
+        check(folder)
+    np.save(folder.finn_verification / "verify_stitched_ip_rtlsim_2_SUCCESS.npy", np.array([[3]], float))
+    assert check(folder) == 3
+
+
+def test_rtlsim_performance_and_fifo_depths_are_recorded_as_simulated(built, tmp_path):
+    """step record_rtlsim: FINN's rtlsim_performance.json and fifo_sizing.json (formats of finn-plus 1.6.1's
+    step_measure_rtlsim_performance / step_set_fifo_depths) into estimates.json and the summary."""
+    from hw_build.estimates import summary
+    from hw_build.stitched import record
+    folder = BuildFolder(tmp_path)
+    folder.report.mkdir()
+    shutil.copyfile(BuildFolder(built).estimates_file, folder.estimates_file)
+    folder.finn_report.mkdir(parents=True)
+    (folder.finn_report / "rtlsim_performance.json").write_text(json.dumps(
+        [{"intervals": [81000], "samples": 10, "throughput_fps": 1234.6}]))
+    (folder.finn_report / "fifo_sizing.json").write_text(json.dumps(
+        {"fifo_depths": {"StreamingFIFO_rtl_0": 32, "StreamingFIFO_rtl_1": 2}}))
+    est = record(folder)
+    assert folder.estimates() == est and est["rtlsim"]["fps"] == 1234.6 and "simulated" in est["rtlsim"]["kind"]
+    text = summary(est, get_board("Pynq-Z1"))
+    assert "simulated: 1,235 FPS in FINN's stitched-IP rtlsim" in text and "FIFOs sized by FINN: 2, depths 2..32" in text
+
+
+@pytest.mark.parametrize("verify_images, expected", [(-1, 10), (0, 0), (25, 25)])
+def test_bitstream_builds_ask_finn_for_its_stitched_ip_rtlsim(tmp_path, verify_images, expected):
+    from hw_build.config import HwConfig
+    from hw_build.steps import make_finn_cfg
+    folder = BuildFolder(tmp_path)
+    cfg = make_finn_cfg(HwConfig(checkpoint=tmp_path, bitstream=True, verify_images=verify_images),
+                        get_board("Pynq-Z1"), folder, None)
+    assert [s.value for s in cfg.verify_steps] == (["stitched_ip_rtlsim"] if expected else [])
+    assert cfg.verify_input_npy == str(folder.stitched_io / "input.npy")
+    from hw_build.stitched import stitched_images
+    assert stitched_images(verify_images) == expected
+
+
+def test_hwh_check_reads_the_design_with_pynqs_parser(built, tmp_path):
+    """step check_hwh on a real Vivado .hwh (the one pynqmetadata ships for its own tests, a DMA and an HLS
+    core), its instances renamed as a FINN design names them: passes when the driver's IODMAs and weight
+    ports are there with room for the weights, and names what is missing or too small."""
+    import re
+    from pathlib import Path
+
+    import pynqmetadata
+
+    from hw_build.hwh import check_hwh, ip_dict
+    source = Path(pynqmetadata.__file__).parent / "tests" / "hwhs" / "resizer.hwh"
+    if not source.is_file():
+        pytest.skip(f"pynqmetadata's test design {source} is not installed with it")
+    package = shutil.copytree(BuildFolder(built).deploy, tmp_path / "deploy")
+    text = source.read_text()
+    finn_like = tmp_path / "finn.hwh"
+    finn_like.write_text(re.sub(r"\baxi_dma_0\b", "idma0", re.sub(r"\bresize_accel_0\b", "odma0", text)))
+    assert {"idma0", "odma0"} <= set(ip_dict(finn_like))
+    check_hwh(finn_like, package)
+    with pytest.raises(BuildError, match="no IP idma0 \\(the driver's idma_names\\); no IP odma0"):
+        check_hwh(source, package)
+    (package / "runtime_weights").mkdir(exist_ok=True)
+    (package / "runtime_weights" / "2_0_MVAU_hls_6.dat").write_text("0000ffff\n" * 20000)
+    with pytest.raises(BuildError, match="no IP StreamingDataflowPartition_2 for the runtime weights 2_0_MVAU"):
+        check_hwh(finn_like, package)
+    with_port = tmp_path / "port.hwh"
+    with_port.write_text(re.sub(r"\baxi_dma_0\b", "idma0", re.sub(r"\bresize_accel_0\b",
+                                                                  "StreamingDataflowPartition_2", text)))
+    with pytest.raises(BuildError, match="StreamingDataflowPartition_2 maps 65536 bytes, 2_0_MVAU_hls_6.dat needs 80000"):
+        check_hwh(with_port, package)

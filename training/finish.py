@@ -1,0 +1,88 @@
+"""The end of a run: PreciseBN statistics on best.pt and last.pt, the final model chosen on validation,
+its test accuracy and the training curves (also for a finished run folder: --finish RUN_DIR)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .checkpoint import read_checkpoint, save_checkpoint
+from .config import ConfigError, TrainConfig
+from .data import make_splits
+from .losses import evaluate
+from .models import ScalarNorm, build_model
+from .run_folder import Run, load_config_of
+from .speed import pick_device
+from common.files import write_text
+
+
+def norm_layers(model) -> list:
+    return [m for m in model.modules() if isinstance(m, (torch.nn.modules.batchnorm._BatchNorm, ScalarNorm))]
+
+
+@torch.no_grad()
+def precise_bn(model, x, batch: int, device) -> None:
+    """Replaces the running BN statistics (momentum averages over the last few hundred training batches,
+    noisy for binary nets) by the average over all of x (Wu & Johnson 2021, "PreciseBN")."""
+    norms = norm_layers(model)
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.running_mean.zero_()
+        m.running_var.fill_(1.0)
+    model.train()
+    for k, i in enumerate(range(0, len(x), batch)):
+        for m in norms:
+            m.momentum = 1.0 / (k + 1)  # a cumulative average, the same for BatchNorm and ScalarNorm
+        model(x[i:i + batch].to(device).float())
+    for m, mom in zip(norms, saved):
+        m.momentum = mom
+    model.eval()
+
+
+def select_final(run: Run, cfg: TrainConfig, splits, device, log) -> dict:
+    """final.pt: best.pt or last.pt after PreciseBN, whichever validates better (ties: last.pt)."""
+    model = build_model(cfg).to(device)
+    best = read_checkpoint(run.dir / "best.pt", device)
+    if not (cfg.precise_bn and norm_layers(model)):
+        final = dict(best, source="best.pt", precise_bn=False)
+    else:
+        last = read_checkpoint(run.dir / "last.pt", device)
+        final = None
+        for name, ck in (("best.pt", best), ("last.pt", last)):
+            model.load_state_dict(ck["model"])
+            precise_bn(model, splits.x_train, cfg.eval_batch_size, device)
+            _, val_acc = evaluate(model, splits.x_val, splits.y_val, cfg, device)
+            log(f"PreciseBN on {name} (epoch {ck['epoch']}): val acc {val_acc:.3f}%")
+            if final is None or val_acc >= final["val_acc"]:
+                final = {"model": {k: v.clone() for k, v in model.state_dict().items()}, "config": ck["config"],
+                         "epoch": ck["epoch"], "val_acc": val_acc, "source": name, "precise_bn": True}
+    save_checkpoint(final, run.dir / "final.pt")
+    return final
+
+
+def finish(run: Run, cfg: TrainConfig, splits, device, log) -> None:
+    """After the last epoch (or with --finish RUN_DIR): final.pt, its test accuracy, the curves."""
+    final = select_final(run, cfg, splits, device, log)
+    model = build_model(cfg).to(device)
+    model.load_state_dict(final["model"])
+    _, test_acc = evaluate(model, splits.x_test, splits.y_test, cfg, device)
+    how = "PreciseBN of " if final["precise_bn"] else ""
+    write_text(run.dir / "test_accuracy.txt",
+               f"{test_acc:.2f}\n# final.pt = {how}{final['source']}: epoch {final['epoch']}, "
+               f"val {final['val_acc']:.3f}%, test images {len(splits.x_test)}\n")
+    log(f"test accuracy of final.pt ({how}{final['source']}, epoch {final['epoch']}): {test_acc:.2f}% "
+        f"on {len(splits.x_test)} images")
+    from .plots import training_curves
+    training_curves(run.metrics, run.dir / "curves.png", title=f"{cfg.model} {run.dir.parent.name}")
+
+
+def finish_run(run_dir: Path, log=print) -> Path:
+    """Redoes the end of training for a completed run folder (e.g. one trained before PreciseBN existed)."""
+    cfg = load_config_of(run_dir)
+    if not (run_dir / "best.pt").is_file() or not (run_dir / "last.pt").is_file():
+        raise ConfigError(f"{run_dir} has no best.pt/last.pt: it never completed an epoch")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    splits = make_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.train_limit, cfg.test_limit)
+    finish(Run(run_dir), cfg, splits, pick_device(cfg), log)
+    return run_dir

@@ -1,0 +1,79 @@
+"""What training minimises, with what, and how it is measured: the task loss (squared hinge or
+cross-entropy), the distillation term and its teacher, the weight regulariser, the optimizer and
+learning-rate schedule, and evaluation over a split."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import load
+from .config import ConfigError, TrainConfig
+from .data import batches
+from .models import weight_layers
+
+
+def loss_fn(cfg: TrainConfig, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if cfg.loss == "cross_entropy":
+        return F.cross_entropy(out, y)
+    target = F.one_hot(y, out.shape[1]).to(out.dtype) * 2 - 1  # squared hinge on +-1 targets
+    return F.relu(1 - target * out).pow(2).mean()
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s distillation term: T^2 KL(softmax(teacher / T) || softmax(student / T)), batch mean."""
+    log_p_s = F.log_softmax(student / temperature, dim=1)
+    log_p_t = F.log_softmax(teacher / temperature, dim=1)
+    return temperature ** 2 * F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
+
+
+def load_teacher(cfg: TrainConfig, device: torch.device):
+    """The distillation teacher, frozen, in eval mode; refused when it was trained on another dataset."""
+    teacher, tcfg, path = load(Path(cfg.distill_from))
+    if tcfg.dataset != cfg.dataset:
+        raise ConfigError(f"distill_from: {path} is a {tcfg.dataset} model; this run trains on {cfg.dataset}")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher.to(device).eval()
+
+
+def regularizer(cfg: TrainConfig, model) -> torch.Tensor | float:
+    if cfg.regularization == "none" or cfg.reg_strength == 0:
+        return 0.0
+    ws = [m.weight for m in weight_layers(model)]
+    if cfg.regularization == "l2":
+        return cfg.reg_strength * sum(w.pow(2).sum() for w in ws)
+    return cfg.reg_strength * sum((1 - w.pow(2)).sum() for w in ws)  # "bin": pull latent weights to +-1
+
+
+@torch.no_grad()
+def evaluate(model, x, y, cfg: TrainConfig, device) -> tuple[float, float]:
+    """Loss and accuracy (%) over a whole split, in eval mode and float32 (what gets exported)."""
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for xb, yb in batches(x, y, cfg.eval_batch_size):
+        xb, yb = xb.to(device), yb.to(device)
+        out = model(xb).float()
+        total_loss += loss_fn(cfg, out, yb).item() * len(xb)
+        correct += (out.argmax(1) == yb).sum().item()
+    return total_loss / len(x), 100.0 * correct / len(x)
+
+
+def make_optimizer(cfg: TrainConfig, model, device: torch.device | None = None):
+    p, lr, wd = model.parameters(), cfg.lr, cfg.weight_decay
+    if cfg.optimizer == "adam":  # fused on the GPU: one kernel for all parameters
+        return torch.optim.Adam(p, lr=lr, weight_decay=wd, fused=bool(device and device.type == "cuda"))
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(p, lr=lr, momentum=cfg.momentum, weight_decay=wd)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(p, lr=lr, momentum=cfg.momentum, weight_decay=wd)
+    return torch.optim.ASGD(p, lr=lr, weight_decay=wd)
+
+
+def make_scheduler(cfg: TrainConfig, opt):
+    if cfg.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    if cfg.lr_schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=cfg.lr_milestones, gamma=cfg.lr_decay)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)
