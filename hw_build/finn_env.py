@@ -1,8 +1,9 @@
 """FINN (finn-plus) from Python on a machine with or without the Xilinx tools.
 
-finn-plus's command line and several imports assume Vivado. Set-up lives here, once:
-dummy settings, a build folder, and SimEngine bound to None where Vivado's simulator is absent
-(build_dataflow_steps imports it at module level).
+finn-plus's command line and several imports assume Vivado. Set-up lives here, once: FINN's settings
+outside its command line (initialize_dummy_settings: no flow file; the values come from the environment
+set here), its deps folder (make deps'), the build's own build folder, and SimEngine bound to None where
+Vivado's simulator binding is not built (build_dataflow_steps imports it at module level).
 """
 from __future__ import annotations
 

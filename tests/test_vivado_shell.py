@@ -45,6 +45,20 @@ def test_build_to_estimates_with_vivado_sourced(tiny, tmp_path, vivado_folder):
     assert (tmp_path / "b" / "report" / "estimates.json").is_file() and "XSI" not in r.stderr
 
 
+def test_build_sim_and_driver_run_as_without_vivado(tiny, tmp_path):
+    """The whole no-tools path in the Vivado shell: the build to its package, the simulator and the driver's
+    simulation backend, with FINN's simulator binding not built."""
+    env = _shell(tmp_path, "Xilinx/Vivado/2024.2")
+    r = _hw_build(env, "--checkpoint", tiny, "--target-fps", 1000, "--verify-images", 20, "--out", tmp_path / "b")
+    assert r.returncode == 0, r.stderr[-2000:]
+    for argv in (["-m", "sim", "--build", tmp_path / "b", "--mode", "python", "-n", 20],
+                 [ROOT / "driver" / "infer.py", "--backend", "sim", "--package", tmp_path / "b" / "deploy", "-n", 20,
+                  "--no-progress"]):
+        r = subprocess.run([sys.executable, *map(str, argv)], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, (argv, r.stderr[-2000:])
+
+
 def test_bitstream_is_refused_before_the_first_step_naming_what_is_missing(tiny, tmp_path):
     r = _hw_build(_shell(tmp_path, "Xilinx/Vivado/2024.2"), "--checkpoint", tiny, "--board", "Pynq-Z1",
                   "--target-fps", 1000, "--bitstream", "--out", tmp_path / "b")
@@ -67,6 +81,16 @@ def test_a_release_finn_does_not_support_is_named_by_the_preflight(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "hw_build.deps", "--check", "Pynq-Z1"], cwd=ROOT, capture_output=True,
                         text=True, timeout=300, env=_shell(tmp_path / "b", "Xilinx/Vivado/2024.2"))
     assert "-version reports" not in ok.stdout, ok.stdout
+
+
+def test_finn_runs_with_the_projects_deps_and_build_folder_in_a_vivado_shell(tmp_path):
+    """finn-plus's settings, read in the shell a bitstream build runs in: FINN's deps folder is make deps' and
+    its build folder the build's own, not FINN's defaults."""
+    code = ("import sys; from pathlib import Path; from hw_build import finn_env; finn_env.setup(Path(sys.argv[1])); "
+            "from finn.util.settings import get_settings; s = get_settings(); print(s.finn_deps, s.finn_build_dir)")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "b" / "finn_tmp")], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, env=_shell(tmp_path, "Xilinx/Vivado/2024.2"))
+    assert r.stdout.split() == [str(tmp_path / "deps"), str(tmp_path / "b" / "finn_tmp")], r.stdout + r.stderr
 
 
 def test_deps_check_reports_each_board(tmp_path):
