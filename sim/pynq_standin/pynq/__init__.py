@@ -118,11 +118,14 @@ class DMA:
                 self.overlay._transfer(self)
 
 
-def _design(hwh: Path) -> dict:
-    """IP name -> {phys_addr, addr_range} of a bitfile's .hwh, read with PYNQ's own metadata parser (the
-    project's environment has it; a package run alone has no .hwh without a bitstream)."""
-    from pynqmetadata.frontends import Metadata
-    from pynqmetadata.views.runtime import IpDictView
+def _design(hwh: Path) -> dict | None:
+    """IP name -> {phys_addr, addr_range} of a bitfile's .hwh, read with PYNQ's own metadata parser; None in a
+    Python without it (the package run alone with only numpy: the IPs are then the package's own names)."""
+    try:
+        from pynqmetadata.frontends import Metadata
+        from pynqmetadata.views.runtime import IpDictView
+    except ImportError:
+        return None
     return {k: v for k, v in IpDictView(Metadata(str(hwh))).view.items() if "phys_addr" in v}
 
 
