@@ -180,7 +180,8 @@ def _start_state(folder, record, ck_path, hw, board, ctx, steps, every, previous
     """build_state.json of this run: a resumed build keeps the earlier steps' record."""
     names = [s.name for s in every]
     kept = folder.read_state() if previous is not None else None
-    done = [n for n in (kept or {}).get("done", []) if names.index(n) < names.index(steps[0].name)] if kept else []
+    first = names.index(steps[0].name)  # a step of the earlier run that this run does not have is dropped
+    done = [n for n in (kept or {}).get("done", []) if n in names and names.index(n) < first]
     return {**record, "source_checkpoint": record["config"]["checkpoint"], "checkpoint": str(ck_path),
             "checkpoint_sha256": record["inputs_sha256"]["checkpoint"], "board": board.name,
             "clock_ns": hw.clock_ns, "folding": record["config"]["folding"],

@@ -19,9 +19,8 @@ def ip_dict(hwh: Path) -> dict:
     return {k: v for k, v in IpDictView(Metadata(str(hwh))).view.items() if "phys_addr" in v}
 
 
-def problems(hwh: Path, package: Path) -> list[str]:
-    """What the driver of `package` would not find in the design `hwh` describes."""
-    ips = ip_dict(hwh)
+def problems(ips: dict, package: Path) -> list[str]:
+    """What the driver of `package` would not find in the design whose IPs (ip_dict) are `ips`."""
     io = json.loads((package / "settings.json").read_text())["driver_information"]["io_shape_dict"]
     found = [f"no IP {name} (the driver's {kind})" for kind in ("idma_names", "odma_names")
              for name in io.get(kind, []) if name not in ips]
@@ -39,9 +38,10 @@ def problems(hwh: Path, package: Path) -> list[str]:
 def check_hwh(hwh: Path, package: Path) -> None:
     if not Path(hwh).is_file():
         raise BuildError(f"{hwh} not found: FINN's deployment package holds no .hwh beside the bitfile")
-    found = problems(hwh, package)
+    ips = ip_dict(hwh)  # one parse of the design
+    found = problems(ips, package)
     if found:
-        names = sorted(ip_dict(hwh))
+        names = sorted(ips)
         raise BuildError(f"the bitfile's design ({hwh}) does not match the package the driver uses: "
                          + "; ".join(found) + f". Its IPs: {', '.join(names[:20])}. The package is not usable on "
                          f"the board with this bitfile")
