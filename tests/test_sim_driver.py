@@ -334,3 +334,11 @@ def test_the_emulated_board_takes_its_ips_from_the_bitfiles_hwh(built, tmp_path)
     hwh.write_text(re.sub(r"\bresize_accel_0\b", "odma0", hwh.read_text()))
     r = _infer("--backend", "emulated", "--package", str(pkg), "--build", str(built), "-n", "10")
     assert r.returncode == 0, r.stderr
+
+
+def test_sim_backend_names_a_package_outside_its_build_folder(built, tmp_path):
+    pkg = shutil.copytree(built / "deploy", tmp_path / "deploy")
+    r = _infer("--backend", "sim", "--package", str(pkg), "-n", "5")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"{tmp_path} is not a build folder (no build_state.json)" in r.stderr and "--build DIR" in r.stderr
+    assert _infer("--backend", "sim", "--package", str(pkg), "--build", str(built), "-n", "5").returncode == 0
