@@ -20,6 +20,11 @@ class Board:
                                     # (None: Vivado ships them)
 
     @property
+    def family(self) -> str:
+        """The device family as Vivado's installer names it (what to add when the part is missing)."""
+        return "Zynq-7000" if self.part.startswith("xc7z") else "Zynq UltraScale+ MPSoC"
+
+    @property
     def bram18(self) -> int:
         return 2 * self.bram36
 

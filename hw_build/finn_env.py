@@ -7,6 +7,8 @@ Vivado's simulator binding is not built (build_dataflow_steps imports it at modu
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shutil
@@ -44,7 +46,7 @@ def setup(build_dir: Path | None = None, create: bool = True) -> None:
     from finn.util import settings
     settings.initialize_dummy_settings()
     import finn.xsi
-    if not xsi_ready():
+    if not xsi_loads():
         # FINN's builder imports SimEngine at module level, which without a built XSI raises (or tries to
         # build it) even for steps that never simulate; the steps that do are checked by preflight
         finn.xsi.SimEngine = None
@@ -66,7 +68,7 @@ def tool_release(tool: str) -> str | None:
     """The release a Xilinx tool on PATH reports (`vivado -version`: "vivado v2024.2 (64-bit)"); None when it
     reports none."""
     try:
-        r = subprocess.run([tool, "-version"], capture_output=True, text=True, timeout=300)
+        r = subprocess.run([tool_command(tool), "-version"], capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired):
         return None
     m = re.search(r"\bv(20\d{2}\.\d)\b", r.stdout + r.stderr)
@@ -85,8 +87,30 @@ def xsi_ready() -> bool:
     return (xsi / "xsi.so").is_file() and version.is_file() and version.read_text().strip() == f"Vivado {release}"
 
 
+def xsi_loads() -> bool:
+    """finn_xsi built for the sourced Vivado and importable (a stale or broken build is not)."""
+    if not xsi_ready():
+        return False
+    import finn.xsi
+    with contextlib.redirect_stdout(io.StringIO()):  # FINN prints its import errors
+        return finn.xsi.is_available()
+
+
+def tool_command(tool: str) -> str:
+    """The command FINN runs for a Xilinx tool: the bare name on PATH, or the tool in
+    $FINN_TOOL_DIR_OVERRIDE (sites that wrap the tools, e.g. for a batch queue), as FINN resolves it."""
+    override = os.environ.get("FINN_TOOL_DIR_OVERRIDE")
+    return str(Path(override) / tool) if override else tool
+
+
+def tool_place() -> str:
+    """Where tool_command looks, in words for an error message."""
+    override = os.environ.get("FINN_TOOL_DIR_OVERRIDE")
+    return f"$FINN_TOOL_DIR_OVERRIDE ({override})" if override else "PATH"
+
+
 def missing_tools(tools=("vitis_hls", "vivado")) -> list[str]:
-    return [t for t in tools if shutil.which(t) is None]
+    return [t for t in tools if shutil.which(tool_command(t)) is None]
 
 
 class ToolMissing(ToolError):
@@ -97,6 +121,6 @@ def require_tools(step: str, tools=("vitis_hls", "vivado")) -> None:
     missing = missing_tools(tools)
     if missing:
         raise ToolMissing(
-            f"{step} needs {' and '.join(missing)} in PATH, which this machine lacks. Install {SUPPORTED_TOOLS}, "
+            f"{step} needs {' and '.join(missing)} in {tool_place()}, which this machine lacks. Install {SUPPORTED_TOOLS}, "
             f"source its settings64.sh (which also sets XILINX_VIVADO), and run the same command again. "
             f"Everything up to this step is in the output folder (intermediate/, report/, verification/).")

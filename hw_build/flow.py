@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import ToolError
 from common.folder_lock import FolderLock
 from . import finn_env
 from .boards import get_board
@@ -144,13 +145,14 @@ def _build(hw, board, steps, every, model_t, train_cfg, src_ck, inputs, folder, 
                 ctx.timings[f"verify_{name}"] = ctx.verifier.check(name, model, ctx.parent).seconds
             if work is not folder and name == "folding":
                 work = _adopt(work, folder, ctx)
-    except ToolMissing as e:
-        state["stopped_at"] = name
-        log(f"\nstopped before {name}: {e}")
-        raise
-    except BaseException:
+    except BaseException as e:
         if work is not folder and name != "folding":  # what was computed before the failure is kept
             work = _adopt(work, folder, ctx)
+        if isinstance(e, ToolError):  # a tool missing or failed: the report so far, and where to go on from
+            state["stopped_at"] = name
+            if work is folder:
+                _report(ctx, folder, log)
+            log(f"\nstopped at {name}: {e}")
         raise
     finally:
         if work is not folder:  # refused at the folding step: --out stays as it was

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -20,6 +21,7 @@ from .build_folder import BuildFolder
 from .config import HwConfig
 from .errors import BuildError
 from .finn_env import require_tools
+from .tool_logs import failure, finn_build_dir
 from common.files import write_json
 
 if TYPE_CHECKING:  # the heavy imports are the steps' own
@@ -261,7 +263,15 @@ def _tool_step(name, tools=("vitis_hls", "vivado")):
 
     def step(model, ctx: Context):
         require_tools(name, tools)
-        return finn_step(model, ctx)
+        since = time.time()
+        try:
+            return finn_step(model, ctx)
+        except Exception as e:
+            failed = failure(name.removeprefix("step_"), e, [finn_build_dir(), ctx.folder.finn_out], since,
+                             ctx.folder.root)
+            if failed is None:
+                raise
+            raise failed from e
     step.__name__ = name
     step.__doc__ = f"FINN's {name} (needs {', '.join(tools)})."
     return step
