@@ -264,6 +264,11 @@ def test_uram_weights_are_written_at_start_by_the_driver(tmp_path):
     assert port.mmio.written == 0  # a fresh board: no weights yet, and it refuses to compute
     with pytest.raises(RuntimeError, match="before its runtime-writable weights were written"):
         board.idma0.write(0x00, 1)
+    wrong = port.expected.copy()
+    wrong[3] ^= 1  # one bit off in one word, as a driver packing or offset bug would leave it
+    port.mmio.write_mm(0, wrong.tobytes())
+    with pytest.raises(RuntimeError, match=r"differ from FINN's weight files: .*word 3 is 0x"):
+        board.idma0.write(0x00, 1)
 
 
 def test_the_emulated_board_fails_a_driver_that_breaks_pynq_rules(built, monkeypatch):

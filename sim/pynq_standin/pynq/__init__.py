@@ -10,7 +10,7 @@ flush() and the host sees the fabric's writes after invalidate(), as through the
 are register files that take Python ints only (as pynq's MMIO) and clear ap_done on read; starting the input
 DMA sends the first COUNT images of its buffer, packed as the hardware streams them, to the fabric and
 writes the packed result into the output DMA's buffer. Weight ports (AXI-lite) keep what the driver writes;
-the fabric is not started before every weight port was written in full.
+the fabric is not started before every weight port holds, word for word, FINN's weight file of the package.
 """
 from __future__ import annotations
 
@@ -93,8 +93,16 @@ class MMIO:
 
 
 class WeightPort:
-    def __init__(self, words: int, mapped_words: int = 1 << 20):
-        self.mmio, self.words = MMIO(mapped_words), words
+    """A partition's AXI-lite weight memory; `expected` is FINN's weight file (one 32-bit hex word a line)."""
+
+    def __init__(self, expected: np.ndarray, mapped_words: int = 1 << 20):
+        self.mmio, self.expected, self.words = MMIO(mapped_words), expected, len(expected)
+
+    def mismatch(self) -> str | None:
+        got = self.mmio.array[:self.words]
+        bad = np.nonzero(got != self.expected)[0]
+        return (f"word {bad[0]} is {int(got[bad[0]]):#010x}, FINN's weight file has {int(self.expected[bad[0]]):#010x}"
+                if len(bad) else None)
 
 
 class DMA:
@@ -147,7 +155,8 @@ class Overlay:
         for dat in sorted((self.package / "runtime_weights").glob("*.dat")):
             name = f"StreamingDataflowPartition_{int(dat.name.split('_')[0])}"
             mapped = (self.design[name]["addr_range"] // 4) if self.design and name in self.design else 1 << 20
-            self.weight_ports[name] = self._add(name, WeightPort(len(dat.read_text().split()), mapped))
+            words = np.array([int(w, 16) for w in dat.read_text().split()], dtype=np.uint32)
+            self.weight_ports[name] = self._add(name, WeightPort(words, mapped))
 
     def _add(self, name, ip):
         if self.design is not None and name not in self.design:
@@ -160,6 +169,9 @@ class Overlay:
         short = [k for k, p in self.weight_ports.items() if p.mmio.written < p.words]
         if short:  # URAM holds no weights after configuration: a board would compute garbage
             raise RuntimeError(f"accelerator started before its runtime-writable weights were written: {short}")
+        wrong = {k: m for k, p in self.weight_ports.items() if (m := p.mismatch())}
+        if wrong:  # the layer would compute with other weights than the build's
+            raise RuntimeError(f"runtime-writable weights differ from FINN's weight files: {wrong}")
         n = idma.regs[COUNT]
         src = _BUFFERS[idma.regs[ADDR_LO] | idma.regs[ADDR_HI] << 32]
         dst = _BUFFERS[self.odma.regs[ADDR_LO] | self.odma.regs[ADDR_HI] << 32]
