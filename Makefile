@@ -8,6 +8,8 @@ MODE      ?= auto
 N         ?= 1000
 ID        ?= $(MODEL)_$(PRECISION)
 PY        := .venv/bin/python
+# pytest-xdist workers for make test: one per core, at most 4 (each holds torch and FINN, about 2 GB)
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 4 ? n : 4 )))
 # Datasets: the offline copies beside the checkout when present, else ./data (filled by `make data`).
 DATA_DIR  ?= $(if $(wildcard ../shared/datasets/mnist.npz),../shared/datasets,data)
 export BNN_DATA_DIR := $(abspath $(DATA_DIR))
@@ -19,7 +21,7 @@ BUILD_DIR  = build/$(MODEL)_$(PRECISION)_$(BOARD)
 help:
 	@echo "make train MODEL=lenet5|vggnet7 PRECISION=binary|float|ternary|pynqz1 [EPOCHS=N] [ID=name]"
 	@echo "                                 (PRECISION=pynqz1: the half-width binary VGGNet7 for the xc7z020 boards)"
-	@echo "make test                       the test suite (CI runs this)"
+	@echo "make test                       the test suite (CI runs this) on TEST_WORKERS pytest-xdist workers (default: cores, at most 4)"
 	@echo "make test-fast                  the suite without the tests marked slow (-m 'not slow')"
 	@echo "make data                       download MNIST and CIFAR-10 into ./data (torchvision)"
 	@echo "make sweep [QUICK=1] [SPEC=lenet5] [CLUSTER=local:2|tcp://host:8786]   capacity sweep: accuracy vs LUT/FPS"
@@ -53,10 +55,10 @@ export: setup
 	$(PY) -m training --export $(PRETRAINED)
 
 test: setup
-	$(PY) -m pytest -q --durations=20 tests
+	$(PY) -m pytest -q --durations=20 -n $(TEST_WORKERS) --dist loadgroup tests
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadgroup tests
 
 sweep study: setup
 	$(PY) -m sweep configs/sweep/$(or $(SPEC),lenet5).yml $(if $(QUICK),--quick) $(if $(CLUSTER),--cluster $(CLUSTER))

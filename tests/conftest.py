@@ -12,12 +12,30 @@ os.environ["BNN_DATA_DIR"] = str(DATA)
 from common import compat  # noqa: E402,F401
 
 
+# `make test` runs the suite on pytest-xdist workers with --dist loadgroup: the tests sharing one of these
+# session builds go to one worker, so that each build is made once
+SHARED_BUILDS = ("vgg_zcu104_build", "vgg_pynqz1_build", "vgg_kv260_build", "lenet5_build")
+
+
+def _shared_build(item) -> str | None:
+    names = set(getattr(item, "fixturenames", ()))
+    which = getattr(getattr(item, "callspec", None), "params", {}).get("which")  # getfixturevalue(f"{which}_build")
+    names |= {f"{which}_build"} if which else set()
+    return next((b for b in SHARED_BUILDS if b in names), None)
+
+
 def pytest_collection_modifyitems(config, items):
-    if not (DATA / "mnist.npz").is_file():
-        skip = pytest.mark.skip(reason=f"datasets not found at {DATA} (set BNN_DATA_DIR)")
-        for item in items:
-            if "needs_data" in item.keywords:
-                item.add_marker(skip)
+    skip = pytest.mark.skip(reason=f"datasets not found at {DATA} (set BNN_DATA_DIR)")
+    for item in items:
+        if "needs_data" in item.keywords and not (DATA / "mnist.npz").is_file():
+            item.add_marker(skip)
+        if _shared_build(item):
+            item.add_marker(pytest.mark.xdist_group(_shared_build(item)))
+
+
+def workers() -> int:
+    """How many pytest-xdist workers share this machine (1 without xdist): timing bounds scale with it."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 
 
 def tiny_config(**kw):

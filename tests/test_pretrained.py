@@ -19,6 +19,13 @@ def test_pretrained_lenet5_reaches_the_study(precision, study):
     assert acc >= study, f"{precision} LeNet5 at {acc:.2f}%, study {study}%"
 
 
-# The binary VGGNet7 (GPU-trained, 152 epochs, 88.21%; below the study) is checked against its record on all
-# 10,000 test images by tests/test_batched.py::test_whole_test_set_simulated_as_brevitas[vgg_zcu104], which
-# computes its Brevitas predictions anyway.
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["binary", "pynqz1"])
+def test_pretrained_vggnet7_gives_its_recorded_accuracy(precision):
+    """The GPU-trained VGGNet7s (binary: 152 epochs, below the study's 89.85%; pynqz1: half width) on all 10,000
+    test images give the accuracy their records state."""
+    folder = ROOT / "pretrained" / "vggnet7" / precision
+    acc, n = evaluate_checkpoint(folder, {"data_dir": str(DATA)}, log=lambda *a: None, count=True)
+    recorded = json.loads((folder / "info.json").read_text())
+    assert n == recorded["test_images"] == 10000
+    assert round(acc, 2) == recorded["test_acc"] == float((folder / "test_accuracy.txt").read_text().split()[0])

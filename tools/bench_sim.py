@@ -6,7 +6,8 @@ For each build folder, in one process and one run: the Brevitas model's test-set
 `python -m training --inference` computes, timed without process start and data loading), the python mode
 (batched exact kernels) on the same images, FINN's own per-image execution on a sample (its images/s only),
 and cppsim on a sample where finn-hlslib is found (the HLS layers' compiled programs, compile excluded;
-every HLS layer checked bit-exact). Prints a table and writes it as JSON (--out).
+every HLS layer checked bit-exact). Prints a table and writes it as JSON (--out); exits 1 when the python mode
+disagrees with the Brevitas model on any image or FINN's execution with it on its sample.
 """
 from __future__ import annotations
 
@@ -103,6 +104,12 @@ def _main(argv=None) -> int:
         print(table(rows[-1:]).splitlines()[-1] if len(rows) > 1 else table(rows), flush=True)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))
+    wrong = [f"{Path(r['build']).name}: python mode agrees with Brevitas on {r['agreement_with_brevitas_pct']:.2f}%"
+             f"{'' if r['finn_agrees_on_sample'] else ', FINN differs on its sample'}" for r in rows
+             if r["agreement_with_brevitas_pct"] < 100 or not r["finn_agrees_on_sample"]]
+    if wrong:  # a benchmark that is also the whole-test-set check of the simulators
+        print("mismatch: " + "; ".join(wrong), file=sys.stderr)
+        return 1
     return 0
 
 
