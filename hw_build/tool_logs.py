@@ -2,8 +2,8 @@
 ERROR of its log and the log's path, found among the logs the tools wrote while the step ran.
 
 FINN reports such a failure in its own words ("HLS IP Generation failed", a missing IP folder, a missing
-bitfile), often from a worker process, without the log. A step that fails with no tool log written is not a
-tool failure and keeps its traceback.
+bitfile), often from a worker process, without the log. A step that fails with no tool log reporting an ERROR
+and no tool process failing is not a tool failure and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def failure(step: str, error: BaseException, folders, since: float, out: Path) -
     logs = tool_logs(folders, since)
     ran_tool = isinstance(error, subprocess.CalledProcessError) or isinstance(
         error.__cause__, subprocess.CalledProcessError)
-    if not logs and not ran_tool:
+    if not ran_tool and not (logs and _first_error(logs[0])):  # tools that ran cleanly: FINN's own failure
         return None
     resume = (f"Everything before {step} is kept in {out} (deploy/, report/, verification/); once the cause is "
               f"fixed, python -m hw_build --replay {out} --bitstream --start-step {step} continues from there")

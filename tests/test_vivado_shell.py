@@ -245,3 +245,25 @@ def test_tools_are_looked_up_where_finn_looks_with_finn_tool_dir_override(tmp_pa
     assert any(c["tool"] == "vivado" and "-mode" in c["args"] for c in _calls(env))  # the part query, through it
     r = _deps_check({**env, "FINN_TOOL_DIR_OVERRIDE": str(tmp_path)}, "ZCU104")
     assert f"missing: vitis_hls and vivado not in $FINN_TOOL_DIR_OVERRIDE ({tmp_path})" in r.stdout, r.stdout
+
+
+def test_a_failed_tool_is_told_from_a_bug_by_its_log(tmp_path):
+    """tool_logs.failure: a log with an ERROR written during the step names tool, layer and log; a clean log
+    beside FINN's own exception is a bug (None: the traceback stays); an older log is not this step's."""
+    import time
+    from hw_build.tool_logs import ToolFailed, failure
+    since = time.time()
+    layer = tmp_path / "finn_tmp" / "code_gen_ipgen_MVAU_hls_1_ab_cd123"
+    layer.mkdir(parents=True)
+    (layer / "hls_syn_MVAU_hls_1.tcl").write_text("set_top MVAU_hls_1\n")
+    log = layer / "vitis_hls.log"
+    log.write_text("INFO: [HLS 200-10] Analyzing design file\nERROR: [HLS 214-124] use of undeclared identifier\n")
+    e = failure("hw_ipgen", RuntimeError("HLS IP Generation failed"), [tmp_path / "finn_tmp"], since, tmp_path)
+    assert isinstance(e, ToolFailed) and e.exit_code == 3
+    assert str(e).startswith("hw_ipgen: vitis_hls failed on layer MVAU_hls_1: ERROR: [HLS 214-124] use of undeclared")
+    assert f"its log: {log}" in str(e) and "--start-step hw_ipgen" in str(e)
+    log.write_text("INFO: [HLS 200-10] done\n")
+    assert failure("hw_ipgen", AssertionError("a FINN bug"), [tmp_path / "finn_tmp"], since, tmp_path) is None
+    old = since + 3600  # a step that started after the log was written
+    called = subprocess.CalledProcessError(1, ["bash", "ipgen.sh"])
+    assert "wrote no log" in str(failure("hw_ipgen", called, [tmp_path / "finn_tmp"], old, tmp_path))
