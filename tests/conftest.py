@@ -24,6 +24,7 @@ def _shared_build(item) -> str | None:
     return next((b for b in SHARED_BUILDS if b in names), None)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups into the node ids
 def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason=f"datasets not found at {DATA} (set BNN_DATA_DIR)")
     for item in items:
