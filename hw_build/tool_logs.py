@@ -23,11 +23,13 @@ class ToolFailed(ToolError):
     """A Xilinx tool ran and failed inside a step; what earlier steps wrote is kept."""
 
 
-def tool_logs(folders, since: float) -> list[Path]:
-    """The tools' logs written under folders since `since` (a step's start), those with an ERROR first."""
-    found = [p for f in folders if Path(f).is_dir() for name in LOGS for p in Path(f).rglob(name)
-             if p.stat().st_mtime >= since - 1]
-    return sorted(set(found), key=lambda p: (_first_error(p) is None, p.stat().st_mtime))
+def tool_logs(folders, since: float) -> list[tuple[Path, str | None]]:
+    """The tools' logs written under folders since `since` (a step's start), each with its first ERROR line
+    (None: none), those with an ERROR first, then oldest first."""
+    found = {p for f in folders if Path(f).is_dir() for name in LOGS for p in Path(f).rglob(name)
+             if p.stat().st_mtime >= since - 1}
+    logs = [(p, _first_error(p)) for p in found]  # each log read once
+    return sorted(logs, key=lambda pe: (pe[1] is None, pe[0].stat().st_mtime))
 
 
 def _first_error(log: Path) -> str | None:
@@ -46,16 +48,15 @@ def failure(step: str, error: BaseException, folders, since: float, out: Path) -
     logs = tool_logs(folders, since)
     ran_tool = isinstance(error, subprocess.CalledProcessError) or isinstance(
         error.__cause__, subprocess.CalledProcessError)
-    if not ran_tool and not (logs and _first_error(logs[0])):  # tools that ran cleanly: FINN's own failure
+    if not ran_tool and not (logs and logs[0][1]):  # tools that ran cleanly: FINN's own failure
         return None
     resume = (f"Everything before {step} is kept in {out} (deploy/, report/, verification/); once the cause is "
               f"fixed, python -m hw_build --replay {out} --bitstream --start-step {step} continues from there")
     if not logs:
         return ToolFailed(f"{step}: a tool FINN ran failed and wrote no log FINN names ({one_line(error)[:300]}). "
                           f"{resume}")
-    log = logs[0]
-    layer = _layer(log)
-    what = _first_error(log) or f"no ERROR line; FINN: {one_line(error)[:200]}"
+    (log, first_error), layer = logs[0], _layer(logs[0][0])
+    what = first_error or f"no ERROR line; FINN: {one_line(error)[:200]}"
     return ToolFailed(f"{step}: {LOGS[log.name]} failed{f' on layer {layer}' if layer else ''}: {what[:300]} "
                       f"(its log: {log}{f'; {len(logs) - 1} more tool logs from this step' if len(logs) > 1 else ''}"
                       f"). {resume}")

@@ -30,8 +30,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "needs_data" in item.keywords and not (DATA / "mnist.npz").is_file():
             item.add_marker(skip)
-        if _shared_build(item):
-            item.add_marker(pytest.mark.xdist_group(_shared_build(item)))
+        build = _shared_build(item)
+        if build:
+            item.add_marker(pytest.mark.xdist_group(build))
 
 
 def workers() -> int:

@@ -96,7 +96,11 @@ class WeightPort:
     """A partition's AXI-lite weight memory; `expected` is FINN's weight file (one 32-bit hex word a line)."""
 
     def __init__(self, expected: np.ndarray, mapped_words: int = 1 << 20):
-        self.mmio, self.expected, self.words = MMIO(mapped_words), expected, len(expected)
+        self.mmio, self.expected = MMIO(mapped_words), expected
+
+    @property
+    def words(self) -> int:
+        return len(self.expected)
 
     def mismatch(self) -> str | None:
         got = self.mmio.array[:self.words]
