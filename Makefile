@@ -16,7 +16,7 @@ export BNN_DATA_DIR := $(abspath $(DATA_DIR))
 PRETRAINED = pretrained/$(MODEL)/$(PRECISION)
 BUILD_DIR  = build/$(MODEL)_$(PRECISION)_$(BOARD)
 
-.PHONY: help setup data deps train test test-fast sweep study bench bench-sim figures build bitstream sim infer export clean
+.PHONY: help setup system data deps train test test-fast sweep study bench bench-sim figures build bitstream sim infer export clean
 
 help:
 	@echo "make train MODEL=lenet5|vggnet7 PRECISION=binary|float|ternary|pynqz1 [EPOCHS=N] [ID=name]"
@@ -33,7 +33,8 @@ help:
 	@echo "make figures                    docs/img/*.png from the shipped model, a LeNet5 build and a sweep (tools/figures.py)"
 	@echo "make build MODEL=lenet5 BOARD=Pynq-Z1      FINN build to HW code, verified stage by stage"
 	@echo "make build MODEL=vggnet7 BOARD=ZCU104|KV260, or MODEL=vggnet7 PRECISION=pynqz1 BOARD=Pynq-Z1"
-	@echo "make deps                       FINN's dependencies (finn-hlslib, board files; finn_xsi with Vivado sourced)"
+	@echo "make deps [BOARD=Pynq-Z1]       FINN's dependencies a BOARD build needs (finn-hlslib, nlohmann-json, its board"
+	@echo "                                 files; the others reported), finn_xsi with Vivado sourced"
 	@echo "                                 into deps/finn or \$$FINN_DEPS, pinned by finn-plus (needs GitHub)"
 	@echo "make bitstream MODEL=lenet5 BOARD=Pynq-Z1  the same, on to bitfile + deployment package (Vivado; make deps first)"
 	@echo "make sim MODEL=lenet5 BOARD=Pynq-Z1 [MODE=python|rtlsim|cppsim|auto] [N=1000]"
@@ -42,6 +43,10 @@ help:
 	@echo "data folder: $(BNN_DATA_DIR)"
 
 setup: .venv/.pins.sha256
+
+# Debian packages the tests and a bitstream build need (scripts/system_packages.sh: installs what is missing)
+system:
+	@bash scripts/system_packages.sh
 .venv/.pins.sha256: requirements/deps.txt scripts/setup_env.sh pyproject.toml
 	bash scripts/setup_env.sh
 
@@ -54,11 +59,11 @@ train: setup
 export: setup
 	$(PY) -m training --export $(PRETRAINED)
 
-test: setup
-	$(PY) -m pytest -q --durations=20 -n $(TEST_WORKERS) --dist loadgroup tests
+test: setup system
+	$(PY) -m pytest -q -rs --durations=20 -n $(TEST_WORKERS) --dist loadgroup tests
 
-test-fast: setup
-	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadgroup tests
+test-fast: setup system
+	$(PY) -m pytest -q -rs -m "not slow" -n $(TEST_WORKERS) --dist loadgroup tests
 
 sweep study: setup
 	$(PY) -m sweep configs/sweep/$(or $(SPEC),lenet5).yml $(if $(QUICK),--quick) $(if $(CLUSTER),--cluster $(CLUSTER))
@@ -80,7 +85,7 @@ figures: setup
 	$(PY) -m tools.figures
 
 deps: setup
-	$(PY) -m hw_build.deps
+	$(PY) -m hw_build.deps --board $(BOARD)
 
 build: setup
 	$(PY) -m hw_build --checkpoint $(PRETRAINED) --board $(BOARD) --out $(BUILD_DIR)

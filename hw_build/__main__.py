@@ -35,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    if argv is None:  # a real command line (not an in-process call): Xilinx's libraries first
+        from hw_build.finn_env import reexec_for_xilinx_libraries
+        reexec_for_xilinx_libraries()
     return cli(_main, argv)
 
 

@@ -89,11 +89,17 @@ def bitstream_problems(board, out: Path | None = None) -> list[str]:
         problems += filter(None, [xsi_problem(release)])
     deps, where = pins(), deps_dir()
     problems += filter(None, [hlslib_problem(where, deps)])
+    from finn.transformation.fpgadataflow.simulation_build import NLOHMANN_JSON_DEP_SUBDIR
+    if not (where / NLOHMANN_JSON_DEP_SUBDIR / "CMakeLists.txt").is_file():
+        problems.append(f"nlohmann-json is not in FINN's deps folder {where} (FINN's FIFO-sizing simulation builds "
+                        f"against {where / NLOHMANN_JSON_DEP_SUBDIR})")
     board_files = not board.board_files or board_files_dir(board.board_files, deps, where).is_dir()
     if not board_files:
         problems.append(f"the {board.name} board files ({board.board_files}) are not in {where / 'board_files'}")
     if "vivado" not in missing and release and not releases:  # a Vivado FINN can use: ask it for the part
         problems += part_problems(board, where / "board_files", board_part=board_files)
+    from .system import system_problems
+    problems += system_problems()
     space = disk_problem(out or Path.cwd())
     if space:
         problems.append(space)
@@ -186,10 +192,25 @@ def disk_problem(out: Path) -> str | None:
     return None
 
 
-def update(log=print) -> int:
-    """finn-plus's DependencyUpdater into deps_dir(), then finn_xsi where Vivado is sourced."""
+# what every bitstream build reads from FINN's deps folder: its HLS library, and the JSON library its
+# FIFO-sizing simulation compiles against (finn_xsi's CMakeLists.txt); the board's files come on top
+ALWAYS_NEEDED = ("finn-hlslib", "nlohmann-json")
+
+
+def needed_for(board) -> list[str]:
+    return [*ALWAYS_NEEDED, *([board.board_files] if board is not None and board.board_files else [])]
+
+
+def update(board=None, log=print) -> int:
+    """finn-plus's DependencyUpdater into deps_dir(); a dependency that did not come is an error only where
+    the board's build needs it (board None: all of them), the others are reported. Then finn_xsi, wherever
+    Vivado is sourced."""
     from .finn_env import setup, vivado_release
+    from .system import download_problems
     setup()
+    missing = download_problems()
+    if missing:
+        raise ToolError("make deps needs " + "; ".join(missing))
     from finn.interface.manage_deps import DependencyUpdater
     from finn.util.settings import get_settings
     where = deps_dir()
@@ -207,21 +228,30 @@ def update(log=print) -> int:
     except SystemExit:  # finn-plus's updater exits when a dependency failed; which ones is checked below
         pass
     failed = updater.get_outdated_dependencies()
-    if failed:
-        raise ToolError(f"FINN's dependency update left {', '.join(failed)} missing or outdated in {where}: "
-                        f"is GitHub reachable (git clone https://github.com/Xilinx/finn-hlslib)? Run make deps "
-                        f"again where it is. Without GitHub, cppsim still finds a finn-hlslib checkout through "
-                        f"$FINN_HLSLIB or ../shared/finn-hlslib")
-    if vivado_release():
+    needed = failed if board is None else [d for d in failed if d in needed_for(board)]
+    others = [d for d in failed if d not in needed]
+    if others:
+        log(f"not fetched, not needed for a {board.name} build: {', '.join(others)} (run make deps again where "
+            f"GitHub is reachable before building for a board that uses them)")
+    if vivado_release():  # the simulator binding does not depend on what was fetched
         from finn.xsi import setup as xsi_setup
         if xsi_setup.main() != 0:
             raise ToolError("building FINN's Vivado simulator binding failed: run python -m finn.xsi.setup for details")
     else:
         log("Vivado is not sourced: finn_xsi not built (run make deps again with Vivado sourced before make bitstream)")
+    if needed:
+        raise ToolError(f"FINN's dependency update left {', '.join(needed)} missing or outdated in {where}"
+                        + (f" (needed for a {board.name} build)" if board is not None else "") +
+                        ": is GitHub reachable (git clone https://github.com/Xilinx/finn-hlslib)? Run make deps "
+                        "again where it is. Without GitHub, cppsim still finds a finn-hlslib checkout through "
+                        "$FINN_HLSLIB or ../shared/finn-hlslib")
     return 0
 
 
 def main(argv=None) -> int:
+    if argv is None:  # a real command line (not an in-process call): Xilinx's libraries first
+        from hw_build.finn_env import reexec_for_xilinx_libraries
+        reexec_for_xilinx_libraries()
     from common.errors import cli
     return cli(_main, argv)
 
@@ -229,13 +259,17 @@ def main(argv=None) -> int:
 def _main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m hw_build.deps", description=__doc__.split("\n\n")[0])
     p.add_argument("--check", metavar="BOARD", help="only report what a --bitstream build for BOARD lacks here")
+    p.add_argument("--board", help="fetch what a build for BOARD needs (finn-hlslib, nlohmann-json, its board files) "
+                                   "and report the other dependencies that did not come without failing; default: "
+                                   "every dependency must come")
     args = p.parse_args(argv)
     if args.check:
         from .boards import get_board
         problems = bitstream_problems(get_board(args.check))
         print("\n".join(f"missing: {x}" for x in problems) or f"ready for make bitstream BOARD={args.check}")
         return 3 if problems else 0
-    return update()
+    from .boards import get_board
+    return update(get_board(args.board) if args.board else None)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ stops on any difference, naming both values, before the package is trusted on a 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from .errors import BuildError
@@ -18,10 +19,15 @@ SETTINGS_KEYS = ("io_shape_dict", "runtime_weights", "external_weights", "platfo
 
 
 def driver_facts(driver_dir: Path) -> dict:
-    """settings.json's driver facts and the runtime-weight files (name -> bytes) of a FINN driver folder."""
+    """settings.json's driver facts and the runtime-weight files of a FINN driver folder, keyed as the driver
+    reads them: '<partition>_<layer>' (FINN's MakePYNQDriver names them %d_%d_<node>.dat; the node name differs
+    between the package and the real build, where MakeZYNQProject prefixes each partition's node names)."""
     settings = json.loads((Path(driver_dir) / "settings.json").read_text())["driver_information"]
     weights = Path(driver_dir) / "runtime_weights"
-    files = {f.name: f.read_bytes() for f in sorted(weights.iterdir())} if weights.is_dir() else {}
+    files = {}
+    for f in sorted(weights.iterdir()) if weights.is_dir() else []:
+        m = re.match(r"(\d+_\d+)_", f.name)
+        files[m[1] if m else f.name] = (f.name, f.read_bytes())
     return {"settings": {k: settings.get(k) for k in SETTINGS_KEYS}, "files": files}
 
 
@@ -30,11 +36,14 @@ def differences(ours: Path, finns: Path) -> list[str]:
     a, b = driver_facts(ours), driver_facts(finns)
     found = [f"settings.json {k}: {a['settings'][k]!r} here, {b['settings'][k]!r} in FINN's"
              for k in SETTINGS_KEYS if a["settings"][k] != b["settings"][k]]
-    only_a, only_b = sorted(set(a["files"]) - set(b["files"])), sorted(set(b["files"]) - set(a["files"]))
+    only_a = [a["files"][k][0] for k in sorted(set(a["files"]) - set(b["files"]))]
+    only_b = [b["files"][k][0] for k in sorted(set(b["files"]) - set(a["files"]))]
     if only_a or only_b:
-        found.append(f"runtime_weights/: {only_a or 'nothing'} only here, {only_b or 'nothing'} only in FINN's")
-    found += [f"runtime_weights/{n}: contents differ ({len(a['files'][n])} bytes here, {len(b['files'][n])} in "
-              f"FINN's)" for n in sorted(set(a["files"]) & set(b["files"])) if a["files"][n] != b["files"][n]]
+        found.append(f"runtime_weights/ (partition_layer): {only_a or 'nothing'} only here, {only_b or 'nothing'} "
+                     f"only in FINN's")
+    found += [f"runtime_weights/{a['files'][k][0]} (FINN's {b['files'][k][0]}): contents differ "
+              f"({len(a['files'][k][1])} bytes here, {len(b['files'][k][1])} in FINN's)"
+              for k in sorted(set(a["files"]) & set(b["files"])) if a["files"][k][1] != b["files"][k][1]]
     return found
 
 

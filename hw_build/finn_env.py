@@ -13,6 +13,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
 from common.errors import ToolError
@@ -41,16 +43,69 @@ def setup(build_dir: Path | None = None, create: bool = True) -> None:
     os.environ.setdefault("SANITIZE_QUANT_TENSORS", "0")
     if _READY:
         return
-    from .deps import deps_dir
-    os.environ["FINN_DEPS"] = str(deps_dir())  # FINN's settings read it: one deps folder (make deps fills it)
-    from finn.util import settings
-    settings.initialize_dummy_settings()
+    prepare_finn()
     import finn.xsi
     if not xsi_loads():
         # FINN's builder imports SimEngine at module level, which without a built XSI raises (or tries to
         # build it) even for steps that never simulate; the steps that do are checked by preflight
         finn.xsi.SimEngine = None
     _READY = True
+
+
+def prepare_finn() -> None:
+    """What finn-plus's command line does before a build (finn/interface/run_finn.py: prepare_finn), through
+    FINN's own functions and in its order, with the project's folders as the settings: make deps' folder
+    and the build's own FINN build folder. Left out of FINN's sequence: its settings wizard, building
+    finn_xsi and updating the dependencies, which make deps does (a build never downloads)."""
+    import finn.util.settings
+    from finn.interface import run_finn
+    from finn.interface.interface_utils import resolve_module_path, set_synthesis_tools_paths
+    from finn.interface.settings import FINNSettings
+    from finn.util.multiprocessing import configure_start_method
+    from .deps import deps_dir
+    build = Path(os.environ["FINN_BUILD_DIR"])
+    settings = FINNSettings.init(flow_config=build / "dummy.yaml", finn_build_dir=build, finn_deps=deps_dir(),
+                                 auto_set_environment_vars=True)
+    finn.util.settings._SETTINGS = settings  # what prepare_finn sets
+    configure_start_method()
+    os.environ.setdefault("PYTHONPATH", "")
+    if os.environ.get("XILINX_VIVADO"):  # FINN warns for every tool it cannot find: only in a Vivado shell
+        with contextlib.redirect_stdout(io.StringIO()):
+            set_synthesis_tools_paths()
+    run_finn.prepend_ld_library_paths(xilinx_library_paths())
+    os.environ.setdefault("XILINX_LOCAL_USER_DATA", "no")  # prepare_finn's default (XilinxTclStore permissions)
+    os.environ["FINN_RTLLIB"] = resolve_module_path("finn-rtllib")
+    os.environ["FINN_CUSTOM_HLS"] = resolve_module_path("custom_hls")
+
+
+def xilinx_library_paths() -> list[str]:
+    """FINN's list (xilinx_ld_library_paths: the system library folder, Vivado's and Vitis HLS's), after this
+    interpreter's own library folder where its libpython is shared and lives elsewhere (pyenv, conda): FINN's
+    leading /lib/x86_64-linux-gnu/ would otherwise hand a restarted Python, and every Python FINN starts,
+    the system's libpython of another patch release."""
+    from finn.interface import run_finn
+    paths = run_finn.xilinx_ld_library_paths()
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if paths and sysconfig.get_config_var("Py_ENABLE_SHARED") and libdir and Path(libdir).resolve() != Path(
+            "/lib/x86_64-linux-gnu").resolve() and not libdir.startswith("/usr/"):
+        paths = [libdir, *paths]
+    return paths
+
+
+def reexec_for_xilinx_libraries() -> None:
+    """A command started in a Vivado shell restarts itself once with Xilinx's library folders in
+    LD_LIBRARY_PATH, before anything loads finn_xsi: the loader reads the variable only at start-up, and
+    finn_xsi dlopens Vivado's simulator kernel in-process. FINN's command line does the same
+    (ensure_ld_library_path, with FINN's folder list and marker); this restarts the exact command line
+    (sys.orig_argv keeps `-m hw_build`, which FINN's sys.argv-based restart would lose)."""
+    from finn.interface import run_finn
+    paths = xilinx_library_paths()
+    if not paths or not run_finn.prepend_ld_library_paths(paths) or os.environ.get(run_finn._LD_REEXEC_MARKER) == "1":
+        return
+    os.environ[run_finn._LD_REEXEC_MARKER] = "1"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, sys.orig_argv, os.environ)
 
 
 def ensure_build_dir() -> None:

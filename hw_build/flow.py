@@ -21,7 +21,7 @@ from .build_folder import BuildFolder
 from .config import HwConfig, check_inputs, default_out  # noqa: F401  (HwConfig: callers import it from here)
 from .errors import BuildError, DoesNotFit  # noqa: F401  (DoesNotFit: re-exported for callers)
 from .finn_env import ToolMissing
-from .steps import STEPS, TOOL_STEPS, Context, Step, make_finn_cfg, restore
+from .steps import STEPS, TOOL_STEPS, Context, Step, make_finn_cfg, point_at, restore
 
 
 def build(hw: HwConfig, log=print) -> Context:
@@ -237,7 +237,8 @@ def _adopt(stage: BuildFolder, folder: BuildFolder, ctx: Context) -> BuildFolder
         entry.replace(target)
     stage.root.rmdir()
     finn_env.ensure_build_dir()
-    ctx.folder, ctx.finn_cfg.output_dir = folder, str(folder.finn_out)
+    ctx.folder = folder
+    point_at(ctx.finn_cfg, folder)
     if ctx.verifier is not None:
         ctx.verifier.out_dir = folder.verification
     if ctx.parent is not None:

@@ -21,7 +21,7 @@ from .build_folder import BuildFolder
 from .config import HwConfig
 from .errors import BuildError
 from .finn_env import require_tools
-from .tool_logs import failure, finn_build_dir
+from .tool_logs import ToolFailed, failure, finn_build_dir
 from common.files import write_json
 
 if TYPE_CHECKING:  # the heavy imports are the steps' own
@@ -263,6 +263,8 @@ def _tool_step(name, tools=("vitis_hls", "vivado")):
 
     def step(model, ctx: Context):
         require_tools(name, tools)
+        if name != "step_hw_ipgen":
+            require_hls_rtl(model, name.removeprefix("step_"), ctx.folder.root)
         since = time.time()
         try:
             return finn_step(model, ctx)
@@ -300,9 +302,10 @@ STEPS = [
     Step("package", step_package),                   # driver_settings/ -> deploy/
 ]
 TOOL_STEPS = [
+    Step("stitched_ip_io", step_stitched_ip_io),     # -> verification/stitched_ip/ (FINN's verify input)
+    Step("finn_config", lambda model, ctx: _finn_config(model, ctx)),  # -> finn/dataflow_build_config.json
     Step("hw_ipgen", _tool_step("step_hw_ipgen", ("vitis_hls",))),
     Step("set_fifo_depths", _tool_step("step_set_fifo_depths")),
-    Step("stitched_ip_io", step_stitched_ip_io),     # -> verification/stitched_ip/ (FINN's verify input)
     Step("create_stitched_ip", _tool_step("step_create_stitched_ip", ("vivado",))),  # + FINN's stitched rtlsim
     Step("check_stitched_ip", step_check_stitched_ip),
     Step("measure_rtlsim_performance", _tool_step("step_measure_rtlsim_performance", ("vivado",))),
@@ -314,6 +317,32 @@ TOOL_STEPS = [
     Step("board_files", lambda model, ctx: _board_files(model, ctx)),
     Step("check_hwh", lambda model, ctx: _check_hwh(model, ctx)),  # the .hwh holds what deploy/ drives
 ]
+
+
+def require_hls_rtl(model, step: str, out: Path) -> None:
+    """The steps after hw_ipgen stitch, simulate and synthesize the RTL Vitis HLS exported for each HLS layer:
+    an IP folder without it (an interrupted run, a tool that exported nothing) stops here, naming the layer,
+    instead of inside FINN's Vivado projects."""
+    from qonnx.custom_op.registry import getCustomOp
+    for node in model.graph.node:
+        if node.op_type.endswith("_hls") and node.domain.startswith("finn.custom_op.fpgadataflow"):
+            ip = Path(getCustomOp(node).get_nodeattr("ip_path") or "")
+            if not list((ip / "hdl" / "verilog").glob("*.v")):
+                raise ToolFailed(
+                    f"{step} needs the RTL Vitis HLS exports for every HLS layer, and {node.name}'s IP folder "
+                    f"{ip} holds none (hdl/verilog/*.v; its vitis_hls.log is beside project_{node.name}): "
+                    f"hw_ipgen ran without a working Vitis HLS. With the real tools sourced, python -m hw_build "
+                    f"--replay {out} --bitstream --start-step hw_ipgen generates it again")
+
+
+def _finn_config(model, ctx: Context):
+    """The configuration FINN's steps run with, written by FINN's own serializer (to_json) where FINN's
+    command line reads one (finn build CONFIG MODEL): every path in it inside this build folder."""
+    point_at(ctx.finn_cfg, ctx.folder)
+    ctx.folder.finn_out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(json.loads(ctx.finn_cfg.to_json()), indent=2)  # FINN's serializer; indented to read
+    (ctx.folder.finn_out / "dataflow_build_config.json").write_text(text)
+    return model
 
 
 def _check_hwh(model, ctx: Context):
@@ -340,11 +369,19 @@ def make_finn_cfg(hw: HwConfig, board: Board, folder: BuildFolder, folding: Path
                     DataflowOutputType.BITFILE, DataflowOutputType.PYNQ_DRIVER,
                     DataflowOutputType.DEPLOYMENT_PACKAGE]
         verify = [VerificationStepType.STITCHED_IP_RTLSIM] if stitched_images(hw.verify_images) else []
-    return DataflowBuildConfig(
+    cfg = DataflowBuildConfig(
         output_dir=str(folder.finn_out), synth_clk_period_ns=hw.clock_ns, board=board.finn_board,
         fpga_part=board.part, shell_flow_type=ShellFlowType.VIVADO_ZYNQ, generate_outputs=outputs,
         target_fps=None if folding else (hw.target_fps or 10_000), folding_config_file=folding,
         specialize_layers_config_file=specialize,
-        mvau_wwidth_max=hw.mvau_wwidth_max, save_intermediate_models=True, verify_steps=verify,
-        verify_input_npy=str(folder.stitched_io / "input.npy"),
-        verify_expected_output_npy=str(folder.stitched_io / "expected_output.npy"))
+        mvau_wwidth_max=hw.mvau_wwidth_max, save_intermediate_models=True, verify_steps=verify)
+    return point_at(cfg, folder)
+
+
+def point_at(cfg, folder: BuildFolder):
+    """FINN's output and verification paths in `folder`: at creation, and again when a staged build's folder
+    is adopted (a path into the staging folder would outlive it)."""
+    cfg.output_dir = str(folder.finn_out)
+    cfg.verify_input_npy = str(folder.stitched_io / "input.npy")
+    cfg.verify_expected_output_npy = str(folder.stitched_io / "expected_output.npy")
+    return cfg

@@ -30,6 +30,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    if argv is None:  # a real command line (not an in-process call): Xilinx's libraries first
+        from hw_build.finn_env import reexec_for_xilinx_libraries
+        reexec_for_xilinx_libraries()
     from common.errors import cli
     return cli(_main, argv)
 

@@ -24,15 +24,34 @@ def _shared_build(item) -> str | None:
     return next((b for b in SHARED_BUILDS if b in names), None)
 
 
+def missing_prerequisite(what: str, fix: str):
+    """A test's prerequisite is missing: in CI (CI set) the test fails, naming it and how to provide it,
+    since a suite that passes by skipping proves nothing; elsewhere it skips with the same reason."""
+    reason = f"missing prerequisite: {what}; {fix}"
+    if os.environ.get("CI"):
+        pytest.fail(reason + " (CI runs every test: a missing prerequisite fails)", pytrace=False)
+    pytest.skip(reason)
+
+
+DATA_FIX = f"make data downloads them into ./data, or set BNN_DATA_DIR (looked in {DATA})"
+
+
+def pytest_runtest_setup(item):
+    """Before any fixture of the test runs (a session build reads the datasets too)."""
+    if "needs_data" in item.keywords and not (DATA / "mnist.npz").is_file():
+        missing_prerequisite("the MNIST and CIFAR-10 datasets", DATA_FIX)
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups into the node ids
 def pytest_collection_modifyitems(config, items):
-    skip = pytest.mark.skip(reason=f"datasets not found at {DATA} (set BNN_DATA_DIR)")
     for item in items:
-        if "needs_data" in item.keywords and not (DATA / "mnist.npz").is_file():
-            item.add_marker(skip)
         build = _shared_build(item)
         if build:
             item.add_marker(pytest.mark.xdist_group(build))
+            item.add_marker(pytest.mark.timeout(BUILD_TIMEOUT_S))  # the first of a group builds it (up to 14 min)
+
+
+BUILD_TIMEOUT_S = 2400
 
 
 def workers() -> int:
@@ -114,3 +133,21 @@ def init_checkpoint(path, **kw):
             model(torch.randint(0, 256, (32, *INPUT_CHW[cfg.model])).float())
     torch.save({"model": model.state_dict(), "config": cfg.to_dict()}, path)
     return path
+
+
+SLOW_S = 30  # the `slow` marker's meaning: over this on 2 cores
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line counting skips by reason, and the tests over SLOW_S seconds not marked slow (make test-fast
+    would run them). With xdist the reports come from the workers: read them here, on the controller."""
+    from collections import Counter
+    tr = terminalreporter
+    reasons = Counter(str(r.longrepr[2]) if isinstance(r.longrepr, tuple) else str(r.longrepr)
+                      for r in tr.stats.get("skipped", []))
+    if reasons:
+        tr.write_line("skipped by reason: " + "; ".join(f"{n} x {why}" for why, n in reasons.most_common()))
+    unmarked = sorted({r.nodeid for key in ("passed", "failed") for r in tr.stats.get(key, [])
+                       if r.when == "call" and r.duration > SLOW_S and "slow" not in r.keywords})
+    if unmarked:
+        tr.write_line(f"over {SLOW_S} s but not marked slow: " + ", ".join(unmarked))

@@ -52,7 +52,9 @@ def test_bench_study_times_both_sides_on_the_same_batches(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     rows = json.loads(out.read_text())["rows"]
     assert [(x["side"], x["mode"]) for x in rows] == [("study", "fp32"), ("ours", "fp32")]
-    assert all(x["images_per_s"] > 0 for x in rows) and rows[1]["vs_study"] > 0
+    # structure and positive values only: the ratio itself depends on the machine and its load (make bench)
+    assert all(isinstance(x["images_per_s"], float) and x["images_per_s"] > 0 for x in rows)
+    assert isinstance(rows[1]["vs_study"], float) and rows[1]["vs_study"] > 0
     assert "Train-Loss" not in r.stdout  # the study's per-step progress line is timed, not shown
 
 

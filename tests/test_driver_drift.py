@@ -3,13 +3,14 @@
 FINN's own sequence, written out here from its sources rather than taken from hw_build: the hw_codegen graph
 with the FIFOs and data-width converters of step_set_fifo_depths (its force_minimal_fifos branch; the sizing
 strategies insert the same nodes), ZynqBuild's preparation transformations in its order (make_zynq_proj.py),
-the instance names MakeZYNQProject gives the partitions (idmaN, odmaN, else the node's name) and FINN's
-MakePYNQDriver. The package must hold the same stream shapes, instance names and runtime-weight files
+the instance names MakeZYNQProject gives the partitions (idmaN, odmaN, else the node's name), its per-partition
+kernel build (InsertFIFO, SpecializeLayers, node names prefixed with the partition's) and FINN's MakePYNQDriver. The package must hold the same stream shapes, instance names and runtime-weight files
 (URAM weight memories on the UltraScale+ boards). With Vivado, step check_driver compares the real ones.
 """
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -55,6 +56,9 @@ def finn_flow_driver(build_dir, board_name: str, tmp_path):
         elif not model.find_consumers(node.output[0]):
             name, odma = f"odma{odma}", odma + 1
         getCustomOp(node).set_nodeattr("instance_name", name)
+        kernel = ModelWrapper(getCustomOp(node).get_nodeattr("model"))  # _build_sdp_kernel, before its IP
+        kernel = kernel.transform(InsertFIFO()).transform(SpecializeLayers(board.part))
+        kernel.transform(GiveUniqueNodeNames(node.name + "_")).save(getCustomOp(node).get_nodeattr("model"))
     model = model.transform(MakePYNQDriver("zynq-iodma", "FINNDMAOverlay", clk_period_ns=state["clock_ns"],
                                            board=board.finn_board))
     return model.get_metadata_prop("pynq_driver_dir")
@@ -67,6 +71,11 @@ def _same_as_finns_flow(build_dir, board, tmp_path, runtime_weights: bool):
     io = json.loads((deploy / "settings.json").read_text())["driver_information"]["io_shape_dict"]
     assert io["idma_names"] == ["idma0"] and io["odma_names"] == ["odma0"]
     assert bool(sorted((deploy / "runtime_weights").glob("*.dat"))) == runtime_weights
+    if runtime_weights:  # the real flow names each file after the prefixed node: the driver reads the numbers
+        ours = sorted(f.name for f in (deploy / "runtime_weights").glob("*.dat"))
+        real = sorted(f.name for f in (Path(finns) / "runtime_weights").glob("*.dat"))
+        assert ours != real and [n.split("_")[:2] for n in ours] == [n.split("_")[:2] for n in real], (ours, real)
+        assert all("StreamingDataflowPartition_" in n for n in real), real
 
 
 @pytest.mark.slow
@@ -90,9 +99,17 @@ def test_vggnet7_kv260_package_matches_finns_flow(request, tmp_path):
 def test_check_driver_names_each_difference_from_finns_driver(built, tmp_path):
     """step check_driver (after FINN's make_driver in a bitstream build) on a copy changed as a drifted FINN
     driver would be: every difference named with both values; the same folder passes."""
-    ours = BuildFolder(built).driver_settings
+    ours = shutil.copytree(BuildFolder(built).driver_settings, tmp_path / "ours")
     finns = shutil.copytree(ours, tmp_path / "driver")
     check_driver(ours, finns)
+    for folder, name in ((ours, "1_0_MVAU_hls_1.dat"), (finns, "1_0_StreamingDataflowPartition_1_MVAU_hls_1.dat")):
+        (folder / "runtime_weights").mkdir(exist_ok=True)  # MakeZYNQProject's prefix: the same file to the driver
+        (folder / "runtime_weights" / name).write_text("0000ffff\n")
+    check_driver(ours, finns)
+    (finns / "runtime_weights" / "1_0_StreamingDataflowPartition_1_MVAU_hls_1.dat").write_text("0000fffe\n")
+    with pytest.raises(BuildError, match=r"runtime_weights/1_0_MVAU_hls_1.dat \(FINN's 1_0_StreamingDataflowPartition"
+                                         r"_1_MVAU_hls_1.dat\): contents differ"):
+        check_driver(ours, finns)
     s = json.loads((finns / "settings.json").read_text())
     s["driver_information"]["io_shape_dict"]["idma_names"] = ["idma1"]
     s["driver_information"]["fclk_mhz"] = 200.0

@@ -1,42 +1,17 @@
-"""In an FPGA engineer's shell: Vivado sourced (a stand-in tree on PATH and in XILINX_VIVADO, whose tools
-only report their version), FINN's Vivado simulator binding not built, FINN's deps folder empty. Everything
+"""In an FPGA engineer's shell: Vivado sourced (a stand-in tree on PATH and in XILINX_VIVADO whose tools run
+the Tcl they get, tests/standin/), FINN's Vivado simulator binding not built, FINN's deps folder empty. Everything
 that does not need Vivado works; --bitstream is refused before the first step, naming each missing piece."""
-import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import DATA, ROOT, init_checkpoint
+from conftest import ROOT, init_checkpoint
+from standin_shell import calls, deps_check, hw_build, ready_deps, shell
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.finn]
-
-
-def _shell(tmp_path, vivado_folder: str, reports: str = "v2024.2") -> dict:
-    """The environment after `source settings64.sh` of a stand-in Vivado installed at vivado_folder
-    (tests/xilinx_standin.py: it records its calls, answers -version and the part query, builds nothing)."""
-    vivado = tmp_path / vivado_folder
-    for tool, folder in (("vivado", vivado), ("vitis_hls", vivado.parent / "Vitis_HLS")):
-        (folder / "bin").mkdir(parents=True, exist_ok=True)
-        script = folder / "bin" / tool
-        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{ROOT / "tests" / "xilinx_standin.py"}" {tool} "$@"\n')
-        script.chmod(0o755)
-    path = f"{vivado / 'bin'}:{vivado.parent / 'Vitis_HLS' / 'bin'}:{os.environ['PATH']}"
-    return {**os.environ, "PATH": path, "XILINX_VIVADO": str(vivado), "FINN_DEPS": str(tmp_path / "deps"),
-            "BNN_DATA_DIR": str(DATA), "STANDIN_RELEASE": reports, "STANDIN_RECORD": str(tmp_path / "calls.jsonl")}
-
-
-def _calls(env) -> list[dict]:
-    record = Path(env["STANDIN_RECORD"])
-    return [json.loads(line) for line in record.read_text().splitlines()] if record.is_file() else []
-
-
-def _hw_build(env, *args):
-    return subprocess.run([sys.executable, "-m", "hw_build", *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +23,7 @@ def tiny(tmp_path_factory):
 @pytest.mark.parametrize("vivado_folder", ["Xilinx/Vivado/2024.2", "opt/vivado"],
                          ids=["release folder", "folder without a release"])
 def test_build_to_estimates_with_vivado_sourced(tiny, tmp_path, vivado_folder):
-    r = _hw_build(_shell(tmp_path, vivado_folder), "--checkpoint", tiny, "--target-fps", 1000, "--verify-images", 0,
+    r = hw_build(shell(tmp_path, vivado_folder), "--checkpoint", tiny, "--target-fps", 1000, "--verify-images", 0,
                   "--stop-after", "estimates", "--out", tmp_path / "b")
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "b" / "report" / "estimates.json").is_file() and "XSI" not in r.stderr
@@ -57,8 +32,8 @@ def test_build_to_estimates_with_vivado_sourced(tiny, tmp_path, vivado_folder):
 def test_build_sim_and_driver_run_as_without_vivado(tiny, tmp_path):
     """The whole no-tools path in the Vivado shell: the build to its package, the simulator and the driver's
     simulation backend, with FINN's simulator binding not built."""
-    env = _shell(tmp_path, "Xilinx/Vivado/2024.2")
-    r = _hw_build(env, "--checkpoint", tiny, "--target-fps", 1000, "--verify-images", 20, "--out", tmp_path / "b")
+    env = shell(tmp_path, "Xilinx/Vivado/2024.2")
+    r = hw_build(env, "--checkpoint", tiny, "--target-fps", 1000, "--verify-images", 20, "--out", tmp_path / "b")
     assert r.returncode == 0, r.stderr[-2000:]
     for argv in (["-m", "sim", "--build", tmp_path / "b", "--mode", "python", "-n", 20],
                  [ROOT / "driver" / "infer.py", "--backend", "sim", "--package", tmp_path / "b" / "deploy", "-n", 20,
@@ -69,7 +44,7 @@ def test_build_sim_and_driver_run_as_without_vivado(tiny, tmp_path):
 
 
 def test_bitstream_is_refused_before_the_first_step_naming_what_is_missing(tiny, tmp_path):
-    r = _hw_build(_shell(tmp_path, "Xilinx/Vivado/2024.2"), "--checkpoint", tiny, "--board", "Pynq-Z1",
+    r = hw_build(shell(tmp_path, "Xilinx/Vivado/2024.2"), "--checkpoint", tiny, "--board", "Pynq-Z1",
                   "--target-fps", 1000, "--bitstream", "--out", tmp_path / "b")
     err = r.stderr.strip()
     assert r.returncode == 3 and "Traceback" not in err and len(err.splitlines()) == 1, err
@@ -81,29 +56,29 @@ def test_bitstream_is_refused_before_the_first_step_naming_what_is_missing(tiny,
 
 def test_a_release_finn_does_not_support_is_named_by_the_preflight(tmp_path):
     """The tools' own -version decides: a release FINN does not support is refused before anything runs."""
-    env = _shell(tmp_path, "Xilinx/Vivado/2023.1", reports="v2023.1")
+    env = shell(tmp_path, "Xilinx/Vivado/2023.1", reports="v2023.1")
     r = subprocess.run([sys.executable, "-m", "hw_build.deps", "--check", "Pynq-Z1"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 3, r.stdout + r.stderr
     for tool in ("vivado", "vitis_hls"):
         assert f"missing: {tool} -version reports v2023.1; FINN supports 2022.2 or 2024.2" in r.stdout, r.stdout
     ok = subprocess.run([sys.executable, "-m", "hw_build.deps", "--check", "Pynq-Z1"], cwd=ROOT, capture_output=True,
-                        text=True, timeout=300, env=_shell(tmp_path / "b", "Xilinx/Vivado/2024.2"))
+                        text=True, timeout=300, env=shell(tmp_path / "b", "Xilinx/Vivado/2024.2"))
     assert "-version reports" not in ok.stdout, ok.stdout
 
 
-def test_finn_runs_with_the_projects_deps_and_build_folder_in_a_vivado_shell(tmp_path):
+def test_finn_runs_with_the_projects_deps_and_build_folder_in_a_vivadoshell(tmp_path):
     """finn-plus's settings, read in the shell a bitstream build runs in: FINN's deps folder is make deps' and
     its build folder the build's own, not FINN's defaults."""
     code = ("import sys; from pathlib import Path; from hw_build import finn_env; finn_env.setup(Path(sys.argv[1])); "
             "from finn.util.settings import get_settings; s = get_settings(); print(s.finn_deps, s.finn_build_dir)")
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "b" / "finn_tmp")], cwd=ROOT, capture_output=True,
-                       text=True, timeout=300, env=_shell(tmp_path, "Xilinx/Vivado/2024.2"))
+                       text=True, timeout=300, env=shell(tmp_path, "Xilinx/Vivado/2024.2"))
     assert r.stdout.split() == [str(tmp_path / "deps"), str(tmp_path / "b" / "finn_tmp")], r.stdout + r.stderr
 
 
 def test_deps_check_reports_each_board(tmp_path):
-    env = _shell(tmp_path, "Xilinx/Vivado/2024.2")
+    env = shell(tmp_path, "Xilinx/Vivado/2024.2")
     r = subprocess.run([sys.executable, "-m", "hw_build.deps", "--check", "ZCU104"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 3 and "board files" not in r.stdout and "finn-hlslib" in r.stdout, r.stdout + r.stderr
@@ -144,106 +119,44 @@ def test_too_little_disk_for_a_bitstream_build_is_named(tmp_path, monkeypatch):
     assert deps.disk_problem(tmp_path) is None
 
 
-def _deps_check(env, board: str):
-    return subprocess.run([sys.executable, "-m", "hw_build.deps", "--check", board], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def _ready_deps(env, board: str = "Pynq-Z1") -> dict:
-    """FINN's deps folder laid out as its updater leaves it: finn-hlslib as a git checkout (../shared's, older
-    than finn-plus's pin, hence BNN_HLSLIB_ANY_COMMIT=1) and the board's files."""
-    from hw_build.boards import get_board
-    from hw_build.deps import board_files_dir, pins
-    from sim.cppsim import BESIDE_CHECKOUT
-    if not BESIDE_CHECKOUT.is_dir():
-        pytest.skip(f"no finn-hlslib beside the checkout ({BESIDE_CHECKOUT}) to lay out FINN's deps folder with")
-    deps, b = Path(env["FINN_DEPS"]), get_board(board)
-    shutil.copytree(BESIDE_CHECKOUT, deps / "finn-hlslib")
-    subprocess.run("git init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm x", shell=True,
-                   cwd=deps / "finn-hlslib", check=True)
-    if b.board_files:
-        board_files_dir(b.board_files, pins(), deps).mkdir(parents=True)
-    return {**env, "BNN_HLSLIB_ANY_COMMIT": "1"}
-
-
 def test_the_preflight_asks_vivado_for_the_boards_part_and_board_part(tmp_path):
-    env = {**_ready_deps(_shell(tmp_path, "Xilinx/Vivado/2024.2")), "STANDIN_PARTS": "xczu7ev-ffvc1156-2-e",
+    env = {**ready_deps(shell(tmp_path, "Xilinx/Vivado/2024.2")), "STANDIN_PARTS": "xczu7ev-ffvc1156-2-e",
            "STANDIN_BOARD_PARTS": ""}
-    r = _deps_check(env, "Pynq-Z1")
+    r = deps_check(env, "Pynq-Z1")
     assert r.returncode == 3, r.stdout + r.stderr
     assert ("has no xc7z020clg400-1, the Pynq-Z1's part: add the Zynq-7000 devices with Vivado's installer"
             in r.stdout), r.stdout
     assert "no board part www.digilentinc.com:pynq-z1:part0:1.0" in r.stdout and "run make deps" in r.stdout
-    (query,) = [c for c in _calls(env) if c["tool"] == "vivado" and "-mode" in c["args"]]
+    (query,) = [c for c in calls(env) if c["tool"] == "vivado" and "-mode" in c["args"]]
     assert "get_parts -quiet {xc7z020clg400-1}" in query["tcl"] and ROOT not in Path(query["cwd"]).parents
     assert str(Path(env["FINN_DEPS"]) / "board_files") in query["tcl"]  # where FINN's Zynq shell looks
     installed = {**env, "STANDIN_PARTS": "xc7z020clg400-1", "STANDIN_BOARD_PARTS": "www.digilentinc.com:pynq-z1:part0:1.0"}
-    r = _deps_check(installed, "Pynq-Z1")
+    r = deps_check(installed, "Pynq-Z1")
     assert "has no" not in r.stdout and "board part" not in r.stdout and "finn_xsi" in r.stdout, r.stdout
 
 
 def test_a_vivado_that_cannot_list_its_parts_is_named(tmp_path):
-    env = _ready_deps(_shell(tmp_path, "Xilinx/Vivado/2024.2"), "ZCU104")
+    env = ready_deps(shell(tmp_path, "Xilinx/Vivado/2024.2"), "ZCU104")
     vivado = tmp_path / "Xilinx/Vivado/2024.2/bin/vivado"  # starts, then fails as an unlicensed install can
     vivado.write_text('#!/bin/sh\n[ "$1" = -version ] && { echo "vivado v2024.2 (64-bit)"; exit 0; }\n'
                       'echo "ERROR: [Common 17-345] A valid license was not found"; exit 1\n')
-    r = _deps_check(env, "ZCU104")
+    r = deps_check(env, "ZCU104")
     assert "missing: vivado -mode batch could not list its parts (exit 1: 'ERROR: [Common 17-345] A valid license" \
         in r.stdout, r.stdout
 
 
-@pytest.mark.slow
-def test_bitstream_runs_finn_up_to_the_first_tool_call_and_names_the_tool_that_failed(tmp_path):
-    """make bitstream MODEL=lenet5 BOARD=Pynq-Z1 with the recording stand-in: the preflight passes (every item
-    but FINN's simulator binding, which only a real Vivado can build: that one check is stood in), FINN's
-    Python side runs to its first Vitis HLS call, which targets the Pynq-Z1's part, a layer of this build and
-    the deps folder's finn-hlslib; the stand-in fails as a real tool can, and the build stops with exit 3, one
-    line naming the step, the tool, the layer and its log, keeping everything written before."""
-    env, out = _ready_deps(_shell(tmp_path, "Xilinx/Vivado/2024.2")), tmp_path / "b"
-    code = ("import sys; from hw_build import deps; deps.xsi_problem = lambda release: None; "
-            "from hw_build.__main__ import main; sys.exit(main(sys.argv[1:]))")
-    r = subprocess.run([sys.executable, "-c", code, "--checkpoint", "pretrained/lenet5/binary", "--board", "Pynq-Z1",
-                        "--bitstream", "--verify-images", "10", "--out", str(out)], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=1200)
-    err = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
-    assert r.returncode == 3 and err.startswith("error: hw_ipgen: vitis_hls failed on layer "), r.stderr[-3000:]
-    assert "Traceback" not in r.stderr and "ERROR: [stand-in 1] vitis_hls here is the test suite's stand-in" in err
-    log = Path(err.split("its log: ")[1].split(";")[0].split(")")[0])
-    assert log.name == "vitis_hls.log" and log.is_file(), err
-    import onnx
-    from hw_build.build_folder import BuildFolder
-    hls = {n.name for n in onnx.load(str(BuildFolder(out).last_stage("hw_codegen"))).graph.node
-           if n.op_type.endswith("_hls")}
-    calls = [c for c in _calls(env) if c["tool"] == "vitis_hls" and c["args"] != ["-version"]]
-    assert calls and err.split("failed on layer ")[1].split(":")[0] in hls, (err, hls)
-    for c in calls:
-        layer = c["args"][0].rsplit("hls_syn_", 1)[1].removesuffix(".tcl")
-        assert layer in hls and f'set config_toplevelfxn "{layer}"' in c["tcl"], c
-        assert 'set config_proj_part "xc7z020clg400-1"' in c["tcl"], c["tcl"][:1500]
-        assert f'set config_bnnlibdir "{Path(env["FINN_DEPS"]) / "finn-hlslib"}"' in c["tcl"], c["tcl"][:1500]
-    state = json.loads((out / "build_state.json").read_text())
-    assert state["stopped_at"] == "hw_ipgen" and state["done"][-1] == "package", state
-    for kept in ("deploy/settings.json", "report/estimates.json", "report/summary.txt"):
-        assert (out / kept).is_file(), kept
-    resume = err.split("once the cause is fixed, python -m hw_build ")[1].split(" continues")[0].split()
-    assert resume == ["--replay", str(out), "--bitstream", "--start-step", "hw_ipgen"], err
-    r = subprocess.run([sys.executable, "-c", code, *resume], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=600)  # the resume the message names goes on from hw_ipgen, to the same stand-in
-    assert r.returncode == 3 and "resuming at hw_ipgen" in r.stdout and "error: hw_ipgen: vitis_hls" in r.stderr
-
-
 def test_tools_are_looked_up_where_finn_looks_with_finn_tool_dir_override(tmp_path):
     """FINN runs $FINN_TOOL_DIR_OVERRIDE/<tool> when it is set (sites wrapping the tools); so does the preflight."""
-    env = _shell(tmp_path, "Xilinx/Vivado/2024.2")
+    env = shell(tmp_path, "Xilinx/Vivado/2024.2")
     shims = tmp_path / "shims"
     shims.mkdir()
     for tool, folder in (("vivado", "Vivado/2024.2"), ("vitis_hls", "Vivado/Vitis_HLS")):
         (shims / tool).symlink_to(tmp_path / "Xilinx" / folder / "bin" / tool)
     env["PATH"] = os.environ["PATH"]  # the tools only in the override folder
-    r = _deps_check({**env, "FINN_TOOL_DIR_OVERRIDE": str(shims)}, "ZCU104")
+    r = deps_check({**env, "FINN_TOOL_DIR_OVERRIDE": str(shims)}, "ZCU104")
     assert "vivado not in" not in r.stdout and "-version reports" not in r.stdout and "finn_xsi" in r.stdout, r.stdout
-    assert any(c["tool"] == "vivado" and "-mode" in c["args"] for c in _calls(env))  # the part query, through it
-    r = _deps_check({**env, "FINN_TOOL_DIR_OVERRIDE": str(tmp_path)}, "ZCU104")
+    assert any(c["tool"] == "vivado" and "-mode" in c["args"] for c in calls(env))  # the part query, through it
+    r = deps_check({**env, "FINN_TOOL_DIR_OVERRIDE": str(tmp_path)}, "ZCU104")
     assert f"missing: vitis_hls and vivado not in $FINN_TOOL_DIR_OVERRIDE ({tmp_path})" in r.stdout, r.stdout
 
 
