@@ -37,6 +37,14 @@ class HwConfig:
         "help": "test images compared with the Brevitas model after each stage (batched exact execution, 'python' mode of sim); -1: the whole test set, 0: none"})
     bitstream: bool = field(default=False, metadata={
         "help": "go on to the bitfile and deployment package (needs vitis_hls and vivado in PATH)"})
+    fifo_depths: Path | None = field(default=None, metadata={"metavar": "FILE",
+        "help": "with --bitstream: FIFO depths from FILE instead of FINN's simulation-based sizing (FINN's "
+                "fifo_config_file with auto_fifo_depths off); FILE is FINN's fifo_sizing.json format, as every "
+                "bitstream build writes it to report/fifo_depths.json. With --verify-images 0 the build then "
+                "simulates nothing and needs no finn_xsi"})
+    allow_timing_violation: bool = field(default=False, metadata={
+        "help": "with --bitstream: package a bitfile whose routed design misses timing (negative WNS) instead of "
+                "stopping before the package"})
     data_dir: str = field(default="", metadata={"metavar": "DIR", 
         "help": "folder with mnist.npz / cifar10.npz (default: the checkpoint's, then $BNN_DATA_DIR, then ./data)"})
     mvau_wwidth_max: int = field(default=1024, metadata={"metavar": "BITS", 
@@ -50,7 +58,7 @@ class HwConfig:
                                    "that build's (--replay DIR --start-step STEP takes it from the folder)"})
 
     # what a --start-step run may change of the build it resumes (the rest must be the same)
-    RUN_ONLY = ("start_step", "stop_after", "verify_images", "bitstream", "out", "data_dir")
+    RUN_ONLY = ("start_step", "stop_after", "verify_images", "bitstream", "out", "data_dir", "allow_timing_violation")
 
     def validate(self) -> None:
         """Every numeric option finite and in range, before any work."""
@@ -64,6 +72,9 @@ class HwConfig:
             raise BuildError(f"--verify-images takes N >= 0 images or -1 (the whole test set), got {self.verify_images}")
         if self.mvau_wwidth_max <= 0:
             raise BuildError(f"--mvau-wwidth-max must be positive, got {self.mvau_wwidth_max}")
+        if (self.fifo_depths or self.allow_timing_violation) and not self.bitstream:
+            raise BuildError(f"--{'fifo-depths' if self.fifo_depths else 'allow-timing-violation'} applies to the "
+                             f"bitstream steps: add --bitstream")
         if self.folding and self.mvau_wwidth_max != 1024:
             raise BuildError("--mvau-wwidth-max bounds automatic folding; --folding gives every layer's folding: "
                              "drop one of them")
@@ -80,7 +91,7 @@ class HwConfig:
             raise BuildError(f"{source} records no build configuration this version reads (unknown: "
                              f"{sorted(set(values) - known) if isinstance(values, dict) else values!r}); "
                              f"build again with python -m hw_build --checkpoint ... --out FOLDER")
-        paths = {"checkpoint", "folding", "specialize", "out"}
+        paths = {"checkpoint", "folding", "specialize", "out", "fifo_depths"}
         return cls(**{k: Path(v) if k in paths and v is not None else v for k, v in values.items()})
 
     def model_id(self, train_cfg) -> str:
@@ -144,7 +155,23 @@ def check_inputs(hw: HwConfig, train_cfg) -> tuple[Path | None, Path | None]:
     specialize = Path(hw.specialize) if hw.specialize else (specialize_beside(folding) if folding else None)
     for what, f in (("folding file", folding), ("specialize config", specialize)):
         _check_json(what, f)
+    check_fifo_depths(hw.fifo_depths)
     return folding, specialize
+
+
+def check_fifo_depths(path: Path | None) -> None:
+    """--fifo-depths: FINN's FIFO sizing report format, {"fifo_depths": {"StreamingFIFO_rtl_0": 32, ...}, ...}."""
+    if path is None:
+        return
+    from common.errors import read_user_file
+    fix = ('FINN\'s fifo_sizing.json format: {"fifo_depths": {"StreamingFIFO_rtl_0": 32, ...}}, as a bitstream '
+           'build writes it to report/fifo_depths.json')
+    data = read_user_file(path, "FIFO depths file", "json", fix, BuildError)
+    depths = data.get("fifo_depths") if isinstance(data, dict) else None
+    if not isinstance(depths, dict) or not depths or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 2 for v in depths.values()):
+        raise BuildError(f"FIFO depths file {path} needs a 'fifo_depths' object mapping each FIFO to a depth >= 2; "
+                         f"{fix}")
 
 
 def _check_json(what: str, path: Path | None) -> None:

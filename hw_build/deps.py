@@ -70,8 +70,10 @@ def hlslib_problem(where: Path, deps: dict) -> str | None:
     return None
 
 
-def bitstream_problems(board, out: Path | None = None) -> list[str]:
-    """What a --bitstream build of this board lacks here, each with what provides it."""
+def bitstream_problems(board, out: Path | None = None, simulate: bool = True, size_fifos: bool = True) -> list[str]:
+    """What a --bitstream build of this board lacks here, each with what provides it. simulate: a step runs
+    Vivado's simulator (finn_xsi); size_fifos: FINN's simulation-based FIFO sizing runs (its C++ backend's
+    build pieces and nlohmann-json)."""
     from .finn_env import SUPPORTED_TOOLS, missing_tools, setup, tool_place, vivado_release
     setup(create=False)
     problems = []
@@ -85,12 +87,12 @@ def bitstream_problems(board, out: Path | None = None) -> list[str]:
     if "vivado" not in missing and release is None:
         problems.append(f"XILINX_VIVADO={os.environ.get('XILINX_VIVADO', '')!r} names no Vivado release "
                         f"folder (.../Vivado/2024.2), where FINN reads the release: source Vivado's settings64.sh")
-    elif "vivado" not in missing:
+    elif "vivado" not in missing and simulate:
         problems += filter(None, [xsi_problem(release)])
     deps, where = pins(), deps_dir()
     problems += filter(None, [hlslib_problem(where, deps)])
     from finn.transformation.fpgadataflow.simulation_build import NLOHMANN_JSON_DEP_SUBDIR
-    if not (where / NLOHMANN_JSON_DEP_SUBDIR / "CMakeLists.txt").is_file():
+    if size_fifos and not (where / NLOHMANN_JSON_DEP_SUBDIR / "CMakeLists.txt").is_file():
         problems.append(f"nlohmann-json is not in FINN's deps folder {where} (FINN's FIFO-sizing simulation builds "
                         f"against {where / NLOHMANN_JSON_DEP_SUBDIR})")
     board_files = not board.board_files or board_files_dir(board.board_files, deps, where).is_dir()
@@ -99,7 +101,7 @@ def bitstream_problems(board, out: Path | None = None) -> list[str]:
     if "vivado" not in missing and release and not releases:  # a Vivado FINN can use: ask it for the part
         problems += part_problems(board, where / "board_files", board_part=board_files)
     from .system import system_problems
-    problems += system_problems()
+    problems += system_problems() if size_fifos else []
     space = disk_problem(out or Path.cwd())
     if space:
         problems.append(space)

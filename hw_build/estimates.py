@@ -173,6 +173,10 @@ def summary(est: dict, board: Board) -> str:
     if (est.get("rtlsim") or {}).get("fps"):
         lines.append(f"  simulated: {est['rtlsim']['fps']:,.0f} FPS in FINN's stitched-IP rtlsim beside the estimate "
                      f"{est['fps']:,.0f} FPS")
+    timing = est.get("timing")
+    if timing:
+        lines.append(f"  timing (measured by Vivado, post-route): WNS {timing['wns_ns']:.3f} ns, TNS {timing['tns_ns']:.3f} "
+                     f"ns at {timing['clock_ns']:g} ns: {'met' if timing['met'] else 'NOT met (--allow-timing-violation)'}")
     return "\n".join(x for x in lines if x) + "\n"
 
 

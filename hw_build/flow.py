@@ -41,7 +41,7 @@ def build(hw: HwConfig, log=print) -> Context:
     previous = _resume_from(folder, record, steps[0], every) if hw.start_step else None
     finn_env.setup(folder.finn_tmp, create=False)
     if hw.bitstream:
-        _preflight(board, folder.root)
+        _preflight(board, folder.root, hw)
     fresh = not folder.root.exists()  # inputs checked: now write
     try:
         with FolderLock(folder.root, "build folder") as lock:
@@ -75,8 +75,10 @@ def _record(hw: HwConfig, folder: BuildFolder, src_ck: Path, folding, specialize
     config.update(checkpoint=str(src_ck.resolve()), out=str(folder.root), start_step=None,
                   folding=str(Path(folding).resolve()) if folding else None,
                   specialize=str(Path(specialize).resolve()) if specialize else None)
+    config["fifo_depths"] = str(Path(hw.fifo_depths).resolve()) if hw.fifo_depths else None
     hashes = {"checkpoint": folder.sha256(src_ck)}
-    hashes.update({k: folder.sha256(p) for k, p in (("folding", folding), ("specialize", specialize)) if p})
+    hashes.update({k: folder.sha256(p) for k, p in (("folding", folding), ("specialize", specialize),
+                                                    ("fifo_depths", hw.fifo_depths)) if p})
     return {"config": config, "inputs_sha256": hashes}
 
 
@@ -215,10 +217,11 @@ def _report(ctx: Context, folder: BuildFolder, log) -> None:
     log(_timing_text(ctx.timings))
 
 
-def _preflight(board, out: Path) -> None:
+def _preflight(board, out: Path, hw: HwConfig) -> None:
     """--bitstream: every prerequisite of the tool steps checked before the first step."""
     from .deps import bitstream_problems
-    problems = bitstream_problems(board, out)
+    from .steps import simulates
+    problems = bitstream_problems(board, out, simulate=simulates(hw), size_fifos=hw.fifo_depths is None)
     if problems:
         raise ToolMissing(f"--bitstream for {board.name} needs what this machine lacks: "
                           + "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))

@@ -311,6 +311,7 @@ TOOL_STEPS = [
     Step("measure_rtlsim_performance", _tool_step("step_measure_rtlsim_performance", ("vivado",))),
     Step("record_rtlsim", step_record_rtlsim, writes="estimates"),
     Step("synthesize_bitfile", _tool_step("step_synthesize_bitfile", ("vivado",))),
+    Step("check_timing", lambda model, ctx: _check_timing(model, ctx), writes="estimates"),  # WNS/TNS, stop on < 0
     Step("make_driver", _tool_step("step_make_driver", ("vivado",))),
     Step("check_driver", step_check_driver),         # finn/driver/ == driver_settings/
     Step("deployment_package", _tool_step("step_deployment_package", ("vivado",))),
@@ -333,6 +334,19 @@ def require_hls_rtl(model, step: str, out: Path) -> None:
                     f"{ip} holds none (hdl/verilog/*.v; its vitis_hls.log is beside project_{node.name}): "
                     f"hw_ipgen ran without a working Vitis HLS. With the real tools sourced, python -m hw_build "
                     f"--replay {out} --bitstream --start-step hw_ipgen generates it again")
+
+
+def _check_timing(model, ctx: Context):
+    """Vivado's post-route WNS/TNS into report/estimates.json and the summary; negative slack stops here,
+    before the package, unless --allow-timing-violation (timing.py)."""
+    from .timing import check_timing
+    resume = (f"python -m hw_build --replay {ctx.folder.root} --bitstream --start-step check_timing checks it "
+              f"again")
+    timing = check_timing(ctx.folder.finn_report / "post_route_timing.rpt", ctx.hw.clock_ns,
+                          ctx.hw.allow_timing_violation, resume)
+    ctx.estimates = {**ctx.folder.estimates(), "timing": timing}
+    write_json(ctx.folder.estimates_file, ctx.estimates)
+    return model
 
 
 def _finn_config(model, ctx: Context):
@@ -365,7 +379,7 @@ def make_finn_cfg(hw: HwConfig, board: Board, folder: BuildFolder, folding: Path
     from .stitched import stitched_images
     outputs, verify = [DataflowOutputType.ESTIMATE_REPORTS], []
     if hw.bitstream:
-        outputs += [DataflowOutputType.STITCHED_IP, DataflowOutputType.RTLSIM_PERFORMANCE,
+        outputs += [DataflowOutputType.STITCHED_IP, *([DataflowOutputType.RTLSIM_PERFORMANCE] if simulates(hw) else []),
                     DataflowOutputType.BITFILE, DataflowOutputType.PYNQ_DRIVER,
                     DataflowOutputType.DEPLOYMENT_PACKAGE]
         verify = [VerificationStepType.STITCHED_IP_RTLSIM] if stitched_images(hw.verify_images) else []
@@ -374,8 +388,17 @@ def make_finn_cfg(hw: HwConfig, board: Board, folder: BuildFolder, folding: Path
         fpga_part=board.part, shell_flow_type=ShellFlowType.VIVADO_ZYNQ, generate_outputs=outputs,
         target_fps=None if folding else (hw.target_fps or 10_000), folding_config_file=folding,
         specialize_layers_config_file=specialize,
-        mvau_wwidth_max=hw.mvau_wwidth_max, save_intermediate_models=True, verify_steps=verify)
+        mvau_wwidth_max=hw.mvau_wwidth_max, save_intermediate_models=True, verify_steps=verify,
+        auto_fifo_depths=hw.fifo_depths is None,
+        fifo_config_file=Path(hw.fifo_depths).resolve() if hw.fifo_depths else None)
     return point_at(cfg, folder)
+
+
+def simulates(hw: HwConfig) -> bool:
+    """Whether a bitstream build runs Vivado's simulator: FINN's FIFO sizing (unless --fifo-depths), its
+    stitched-IP verification (--verify-images) and then its rtlsim throughput measurement."""
+    from .stitched import stitched_images
+    return hw.fifo_depths is None or stitched_images(hw.verify_images) > 0
 
 
 def point_at(cfg, folder: BuildFolder):

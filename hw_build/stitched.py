@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import numpy as np
 
@@ -67,7 +68,8 @@ def record(folder: BuildFolder) -> dict:
         fps = [r["throughput_fps"] for r in runs if "throughput_fps" in r]
         est["rtlsim"] = {"kind": "simulated (FINN's stitched-IP rtlsim, Vivado xsim)", "results": runs,
                          "fps": min(fps) if fps else None}
-    if fifos.is_file():
+    if fifos.is_file():  # FINN's final depths, also as a file --fifo-depths takes for the next build
         est["fifo_depths"] = json.loads(fifos.read_text()).get("fifo_depths", {})
+        shutil.copyfile(fifos, folder.report / "fifo_depths.json")
     write_json(folder.estimates_file, est)
     return est
