@@ -16,13 +16,14 @@ export BNN_DATA_DIR := $(abspath $(DATA_DIR))
 PRETRAINED = pretrained/$(MODEL)/$(PRECISION)
 BUILD_DIR  = build/$(MODEL)_$(PRECISION)_$(BOARD)
 
-.PHONY: help setup system data deps train test test-fast sweep study bench bench-sim figures build bitstream sim infer export clean
+.PHONY: help lint setup system data deps train test test-fast sweep study bench bench-sim figures build bitstream sim infer export clean
 
 help:
 	@echo "make train MODEL=lenet5|vggnet7 PRECISION=binary|float|ternary|pynqz1 [EPOCHS=N] [ID=name]"
 	@echo "                                 (PRECISION=pynqz1: the half-width binary VGGNet7 for the xc7z020 boards)"
 	@echo "make test                       the test suite (CI runs this) on TEST_WORKERS pytest-xdist workers (default: cores, at most 4)"
 	@echo "make test-fast                  the suite without the tests marked slow (-m 'not slow')"
+	@echo "make lint                       ruff (pyflakes, import order, line length 120, whitespace; pyproject.toml)"
 	@echo "make data                       download MNIST and CIFAR-10 into ./data (torchvision)"
 	@echo "make sweep [QUICK=1] [SPEC=lenet5] [CLUSTER=local:2|tcp://host:8786]   capacity sweep: accuracy vs LUT/FPS"
 	@echo "                                 (make study is the same target)"
@@ -61,6 +62,9 @@ export: setup
 
 test: setup system
 	$(PY) -m pytest -q -rs --durations=20 -n $(TEST_WORKERS) --dist loadgroup tests
+
+lint: setup
+	$(PY) -m ruff check .
 
 test-fast: setup system
 	$(PY) -m pytest -q -rs -m "not slow" -n $(TEST_WORKERS) --dist loadgroup tests

@@ -148,7 +148,7 @@ def open_accelerator(pkg: Path, settings: dict, bitfile: Path, batch: int, emula
         raise InferError("pynq is not importable: run on a PYNQ board image with its Python (PYNQ 3.x: "
                          "'source /etc/profile.d/pynq_venv.sh' as root), or use --backend sim", 3) from None
     sys.path.insert(0, str(HERE))
-    from accel import AccelError, Accelerator
+    from accel import Accelerator, AccelError
     try:
         return Accelerator(bitfile, settings, pkg / "runtime_weights", batch_size=batch, timeout_s=timeout_s)
     except AccelError as e:

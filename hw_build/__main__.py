@@ -9,6 +9,7 @@ from pathlib import Path
 
 from common import compat  # noqa: F401
 from common.errors import cli
+
 from .boards import BOARDS
 from .config import HwConfig, add_arguments, from_args
 from .errors import BuildError
@@ -28,7 +29,8 @@ def parser() -> argparse.ArgumentParser:
     add_arguments(p)  # one flag per HwConfig field (hw_build/config.py)
     p.add_argument("--replay", type=Path, metavar="BUILD_DIR",
                    help="build again with the configuration BUILD_DIR/build_state.json recorded (into BUILD_DIR, or "
-                        "--out; with --start-step it goes on to the last step unless --stop-after is given); only " + ", ".join("--" + f.replace("_", "-") for f in RUN_ONLY) + " may be given "
+                        "--out; with --start-step it goes on to the last step unless --stop-after is given); only "
+                        + ", ".join("--" + f.replace("_", "-") for f in RUN_ONLY) + " may be given "
                         "beside it")
     p.add_argument("--list-boards", action="store_true", help="print the boards and their resources, then exit")
     return p

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from common.errors import read_user_file
 from common.files import write_json
+
 from .errors import BuildError
 
 

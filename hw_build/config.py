@@ -2,14 +2,14 @@
 and how a build finds its inputs (shipped folding, output folder)."""
 from __future__ import annotations
 
+import typing
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-import typing
+
+from common.paths import BUILD, FOLDING
 
 from .boards import get_board
 from .errors import BuildError
-
-from common.paths import BUILD, FOLDING
 
 
 @dataclass
@@ -18,23 +18,25 @@ class HwConfig:
                                        "the trained model: pretrained/ folder, training run folder or checkpoint "
                                        "(.pt, compact .npz); --model is the same option"})
     board: str = field(default="Pynq-Z1", metadata={"help": "target board (--list-boards)"})
-    target_fps: int | None = field(default=None, metadata={"metavar": "FPS", 
+    target_fps: int | None = field(default=None, metadata={"metavar": "FPS",
         "help": "automatic folding (FINN's SetFolding) to this many images/s; with --folding, only the cycle budget "
                 "drawn in the plots. Default: the shipped folding configs/folding/<model>_<precision>_<board>.json, "
                 "else 10000"})
-    folding: Path | None = field(default=None, metadata={"metavar": "FILE", 
+    folding: Path | None = field(default=None, metadata={"metavar": "FILE",
         "help": "folding JSON in FINN's format (PE, SIMD, ram_style, resType per layer)"})
-    specialize: Path | None = field(default=None, metadata={"metavar": "FILE", 
+    specialize: Path | None = field(default=None, metadata={"metavar": "FILE",
         "help": "FINN's specialize_layers config JSON ({\"MVAU_0\": {\"preferred_impl_style\": \"rtl\"}}): an "
                 "8-bit-input MVAU named rtl goes to DSPs (MVAU_rtl + Thresholding). Default: the shipped "
                 "<folding>.specialize.json beside the folding (shipped or given with --folding) when there is one"})
-    max_utilization: float = field(default=85.0, metadata={"metavar": "PCT", 
+    max_utilization: float = field(default=85.0, metadata={"metavar": "PCT",
         "help": "fit check: the highest %% of any resource (LUT, BRAM18, URAM, DSP) the design may use, everything "
                 "counted (layers, data-width converters, FIFOs, shell allowance)"})
     clock_ns: float = field(default=10.0, metadata={"metavar": "NS", "help": "clock period in ns (10 = 100 MHz)"})
-    out: Path | None = field(default=None, metadata={"metavar": "DIR", "help": "output folder (default build/<model>_<precision>_<board>)"})
-    verify_images: int = field(default=-1, metadata={"metavar": "N", 
-        "help": "test images compared with the Brevitas model after each stage (batched exact execution, 'python' mode of sim); -1: the whole test set, 0: none"})
+    out: Path | None = field(default=None, metadata={
+        "metavar": "DIR", "help": "output folder (default build/<model>_<precision>_<board>)"})
+    verify_images: int = field(default=-1, metadata={"metavar": "N",
+        "help": "test images compared with the Brevitas model after each stage (batched exact execution, 'python' "
+                "mode of sim); -1: the whole test set, 0: none"})
     bitstream: bool = field(default=False, metadata={
         "help": "go on to the bitfile and deployment package (needs vitis_hls and vivado in PATH)"})
     fifo_depths: Path | None = field(default=None, metadata={"metavar": "FILE",
@@ -45,9 +47,9 @@ class HwConfig:
     allow_timing_violation: bool = field(default=False, metadata={
         "help": "with --bitstream: package a bitfile whose routed design misses timing (negative WNS) instead of "
                 "stopping before the package"})
-    data_dir: str = field(default="", metadata={"metavar": "DIR", 
+    data_dir: str = field(default="", metadata={"metavar": "DIR",
         "help": "folder with mnist.npz / cifar10.npz (default: the checkpoint's, then $BNN_DATA_DIR, then ./data)"})
-    mvau_wwidth_max: int = field(default=1024, metadata={"metavar": "BITS", 
+    mvau_wwidth_max: int = field(default=1024, metadata={"metavar": "BITS",
         "help": "widest weight stream (bits) automatic folding may give one MVAU PE"})
     stop_after: str | None = field(default=None, metadata={
         "metavar": "STEP", "help": "end the flow after this step (docs/hardware.md lists them: export, streamline, "
@@ -69,7 +71,8 @@ class HwConfig:
         if not 0 < self.clock_ns < 1000:
             raise BuildError(f"--clock-ns must be a positive period in ns, got {self.clock_ns}")
         if self.verify_images < -1:
-            raise BuildError(f"--verify-images takes N >= 0 images or -1 (the whole test set), got {self.verify_images}")
+            raise BuildError(f"--verify-images takes N >= 0 images or -1 (the whole test set), "
+                             f"got {self.verify_images}")
         if self.mvau_wwidth_max <= 0:
             raise BuildError(f"--mvau-wwidth-max must be positive, got {self.mvau_wwidth_max}")
         if (self.fifo_depths or self.allow_timing_violation) and not self.bitstream:

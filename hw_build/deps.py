@@ -36,8 +36,8 @@ def deps_dir() -> Path:
 
 def pins() -> dict:
     """finn-plus's dependency definitions, the single source of the pinned commits."""
-    import yaml
     import finn
+    import yaml
     return yaml.safe_load((Path(finn.__file__).parent / "interface" / "external_dependencies.yaml").read_text())
 
 

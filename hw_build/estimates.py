@@ -8,9 +8,9 @@ with its published source) is added. Every number here is an *estimate*.
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
-import copy
 
 import matplotlib
 
@@ -175,14 +175,16 @@ def summary(est: dict, board: Board) -> str:
                      f"{est['fps']:,.0f} FPS")
     timing = est.get("timing")
     if timing:
-        lines.append(f"  timing (measured by Vivado, post-route): WNS {timing['wns_ns']:.3f} ns, TNS {timing['tns_ns']:.3f} "
-                     f"ns at {timing['clock_ns']:g} ns: {'met' if timing['met'] else 'NOT met (--allow-timing-violation)'}")
+        verdict = "met" if timing["met"] else "NOT met (--allow-timing-violation)"
+        lines.append(f"  timing (measured by Vivado, post-route): WNS {timing['wns_ns']:.3f} ns, "
+                     f"TNS {timing['tns_ns']:.3f} ns at {timing['clock_ns']:g} ns: {verdict}")
     return "\n".join(x for x in lines if x) + "\n"
 
 
 def _rows(est: dict) -> list[tuple[str, dict]]:
     """Layers one row each in flow order; converters, FIFOs and the shell one row per kind."""
-    rows = [(n.replace("ConvolutionInputGenerator", "SWG"), v) for n, v in est["layers"].items() if v["kind"] == "layer"]
+    rows = [(n.replace("ConvolutionInputGenerator", "SWG"), v) for n, v in est["layers"].items()
+            if v["kind"] == "layer"]
     for kind, label in (("dwc", "data-width converters"), ("fifo", "FIFOs (unsized)")):
         k = sum(v["kind"] == kind for v in est["layers"].values())
         rows.append((f"{label} x{k}", {**est[f"{kind}_total"], "estimated": True}))
@@ -212,7 +214,8 @@ def plot(est: dict, out_dir: Path) -> None:
     fig, axes = plt.subplots(1, len(RESOURCES), figsize=(4 * len(RESOURCES), height), sharey=True)
     for ax, r in zip(axes, RESOURCES):
         values = [v.get(r, 0) for _, v in rows]
-        bars = ax.barh([n for n, _ in rows], values, color=["tab:gray" if "shell" in n else "tab:blue" for n, _ in rows])
+        colors = ["tab:gray" if "shell" in n else "tab:blue" for n, _ in rows]
+        bars = ax.barh([n for n, _ in rows], values, color=colors)
         for bar, (_, v) in zip(bars, rows):
             if not v["estimated"]:  # no FINN model: a marker, not a zero
                 bar.set_hatch("//")

@@ -62,6 +62,7 @@ def prepare_finn() -> None:
     from finn.interface.interface_utils import resolve_module_path, set_synthesis_tools_paths
     from finn.interface.settings import FINNSettings
     from finn.util.multiprocessing import configure_start_method
+
     from .deps import deps_dir
     build = Path(os.environ["FINN_BUILD_DIR"])
     settings = FINNSettings.init(flow_config=build / "dummy.yaml", finn_build_dir=build, finn_deps=deps_dir(),
@@ -176,6 +177,7 @@ def require_tools(step: str, tools=("vitis_hls", "vivado")) -> None:
     missing = missing_tools(tools)
     if missing:
         raise ToolMissing(
-            f"{step} needs {' and '.join(missing)} in {tool_place()}, which this machine lacks. Install {SUPPORTED_TOOLS}, "
+            f"{step} needs {' and '.join(missing)} in {tool_place()}, which this machine lacks. "
+            f"Install {SUPPORTED_TOOLS}, "
             f"source its settings64.sh (which also sets XILINX_VIVADO), and run the same command again. "
             f"Everything up to this step is in the output folder (intermediate/, report/, verification/).")

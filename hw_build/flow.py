@@ -15,6 +15,7 @@ import numpy as np
 
 from common.errors import ToolError
 from common.folder_lock import FolderLock
+
 from . import finn_env
 from .boards import get_board
 from .build_folder import BuildFolder
@@ -37,6 +38,7 @@ def build(hw: HwConfig, log=print) -> Context:
         raise BuildError(f"{src_ck} is a float model; FINN builds quantized nets (binarize: true)")
     folding, specialize = check_inputs(hw, train_cfg)
     folder = BuildFolder(Path(hw.out) if hw.out else default_out(hw, train_cfg))
+    FolderLock(folder.root, "build folder", markers=BUILD_MARKERS).check_ours()  # before any work
     record = _record(hw, folder, src_ck, folding, specialize)
     previous = _resume_from(folder, record, steps[0], every) if hw.start_step else None
     finn_env.setup(folder.finn_tmp, create=False)
@@ -44,7 +46,7 @@ def build(hw: HwConfig, log=print) -> Context:
         _preflight(board, folder.root, hw)
     fresh = not folder.root.exists()  # inputs checked: now write
     try:
-        with FolderLock(folder.root, "build folder") as lock:
+        with FolderLock(folder.root, "build folder", markers=BUILD_MARKERS) as lock:
             if lock.took_over_from:
                 log(f"{folder.root}: taking over from process {lock.took_over_from}, which ended without finishing")
             return _build(hw, board, steps, every, model_t, train_cfg, src_ck, (folding, specialize), folder,
@@ -53,6 +55,9 @@ def build(hw: HwConfig, log=print) -> Context:
         if fresh and folder.root.is_dir() and [p.name for p in folder.root.iterdir()] == [FolderLock.NAME]:
             (folder.root / FolderLock.NAME).unlink()  # refused before writing anything: no folder left
             folder.root.rmdir()
+
+
+BUILD_MARKERS = ("build_state.json",)
 
 
 def select_steps(every: list[Step], start: str | None, stop: str | None) -> list[Step]:
@@ -173,6 +178,7 @@ def _verifier(hw, train_cfg, model_t, work: BuildFolder):
         return None
     from training.checkpoint import predict
     from training.data import make_splits
+
     from .verify import Verifier
     n = 0 if hw.verify_images < 0 else hw.verify_images
     s = make_splits(train_cfg.dataset, hw.data_dir or train_cfg.data_dir, test_limit=n, train_limit=1)

@@ -20,6 +20,7 @@ import numpy as np
 
 from common.files import write_json
 from common.paths import DRIVER
+
 from .build_folder import BuildFolder
 
 

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from common.files import write_json
+
 from .boards import Board
 from .build_folder import BuildFolder
 from .config import HwConfig
 from .errors import BuildError
 from .finn_env import require_tools
 from .tool_logs import ToolFailed, failure, finn_build_dir
-from common.files import write_json
 
 if TYPE_CHECKING:  # the heavy imports are the steps' own
     from finn.builder.build_dataflow_config import DataflowBuildConfig
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # the heavy imports are the steps' own
     from torch import nn
 
     from training.config import TrainConfig
+
     from .verify import Verifier
 
 
@@ -70,6 +72,7 @@ def step_export(model, ctx: Context):
     """Checkpoint -> QONNX of the FINN-compilable twin, pixel input annotated UINT8."""
     from qonnx.core.datatype import DataType
     from qonnx.core.modelwrapper import ModelWrapper
+
     from training.export import export_qonnx
     path = export_qonnx(ctx.brevitas_model, ctx.train_cfg, ctx.folder.model_onnx)
     model = ModelWrapper(str(path))
@@ -118,7 +121,8 @@ def step_create_dataflow_partition(model, ctx: Context):
         child = steps.step_create_dataflow_partition(model, ctx.finn_cfg)
     except Exception as e:
         raise BuildError(f"FINN cannot map this model to hardware layers: {e}. The layers FINN can build are "
-                         f"listed in the README (binary/ternary conv and FC, max-pool, BN+sign as thresholds)") from None
+                         f"listed in the README (binary/ternary conv and FC, max-pool, BN+sign as thresholds)"
+                         ) from None
     ctx.parent = ModelWrapper(str(ctx.folder.parent_model))
     return child
 
@@ -207,6 +211,7 @@ def step_driver_settings(model, ctx: Context):
     as step_set_fifo_depths inserts them, IODMAs as ZynqBuild wraps it), its output kept in the build
     folder's driver_settings/ (step check_driver compares it with FINN's own after a bitstream build)."""
     from finn.transformation.fpgadataflow.make_driver import MakePYNQDriver
+
     from .transforms import InsertMinimalFIFOs, WrapWithIODMAs
     m = copy.deepcopy(model).transform(InsertMinimalFIFOs(ctx.board.part))
     m = m.transform(WrapWithIODMAs(ctx.board, ctx.folder.finn_out / "iodma_partitions"))
@@ -221,6 +226,7 @@ def step_stitched_ip_io(model, ctx: Context):
     """Real test images and the Brevitas model's top-1 for FINN's stitched-IP rtlsim (stitched.py)."""
     from training.checkpoint import predict
     from training.data import make_splits
+
     from .stitched import stitched_images, write_io
     n = stitched_images(ctx.hw.verify_images)
     if n:
@@ -373,9 +379,15 @@ def _board_files(model, ctx: Context):
     return model
 
 
-def make_finn_cfg(hw: HwConfig, board: Board, folder: BuildFolder, folding: Path | None, specialize: Path | None = None):
-    from finn.builder.build_dataflow_config import (DataflowBuildConfig, DataflowOutputType, ShellFlowType,
-                                                    VerificationStepType)
+def make_finn_cfg(hw: HwConfig, board: Board, folder: BuildFolder, folding: Path | None,
+                  specialize: Path | None = None):
+    from finn.builder.build_dataflow_config import (
+        DataflowBuildConfig,
+        DataflowOutputType,
+        ShellFlowType,
+        VerificationStepType,
+    )
+
     from .stitched import stitched_images
     outputs, verify = [DataflowOutputType.ESTIMATE_REPORTS], []
     if hw.bitstream:

@@ -16,6 +16,7 @@ import shutil
 import numpy as np
 
 from common.files import write_json
+
 from .build_folder import BuildFolder
 from .errors import BuildError
 
@@ -48,7 +49,8 @@ def check(folder: BuildFolder) -> int:
     missing = [b for b in range(len(expected)) if b not in verdicts]
     if missing:
         raise BuildError(f"FINN's stitched-IP rtlsim left no result for test images {missing[:10]} in "
-                         f"{folder.finn_verification}: the simulation stopped early (a stall?); nothing was synthesized")
+                         f"{folder.finn_verification}: the simulation stopped early (a stall?); nothing was "
+                         f"synthesized")
     failed = [b for b in sorted(verdicts) if verdicts[b][0] == "FAIL"]
     if failed:
         b = failed[0]

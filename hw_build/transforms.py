@@ -58,8 +58,8 @@ class BinaryPadToNHWC(Transformation):
             if pads[0] or pads[1] or pads[4] or pads[5]:
                 continue
             _replace_with_nhwc_pad(model, node, pre, post[0], [pads[2], pads[3], pads[6], pads[7]])
-            from qonnx.transformation.infer_shapes import InferShapes
             from qonnx.transformation.infer_datatypes import InferDataTypes
+            from qonnx.transformation.infer_shapes import InferShapes
             return model.transform(InferShapes()).transform(InferDataTypes()), True
         return model, False
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from sim.execute import StageRunner
 from common.errors import UserError
+from sim.execute import StageRunner
 
 FLOAT_ATOL = 1e-3
 

@@ -194,7 +194,8 @@ def im2col_nhwc(x, k, stride, dilation, pad=(0, 0, 0, 0), pad_value=0.0):
     for i in range(k[0]):
         for j in range(k[1]):
             r, s = i * dilation[0], j * dilation[1]
-            cols[:, :, :, i, j, :] = x[:, r:r + stride[0] * (oh - 1) + 1:stride[0], s:s + stride[1] * (ow - 1) + 1:stride[1]]
+            rows = slice(r, r + stride[0] * (oh - 1) + 1, stride[0])
+            cols[:, :, :, i, j, :] = x[:, rows, s:s + stride[1] * (ow - 1) + 1:stride[1]]
     return cols.reshape(n, oh, ow, k[0] * k[1] * c)
 
 
@@ -215,7 +216,8 @@ def _swg(node, model, inst):
 def _fmpadding(node, model, inst):
     p = inst.get_nodeattr("Padding")
     oshape = _batch_shape(model, node.output[0])
-    return lambda x: [np.pad(x, ((0, 0), (p[0], p[2]), (p[1], p[3]), (0, 0))).astype(np.float32, copy=False).reshape(oshape)]
+    widths = ((0, 0), (p[0], p[2]), (p[1], p[3]), (0, 0))
+    return lambda x: [np.pad(x, widths).astype(np.float32, copy=False).reshape(oshape)]
 
 
 @kernel("Pool")
@@ -280,7 +282,8 @@ def _fifo(node, model, inst):
 @kernel("MultiThreshold")
 def _multithreshold(node, model, inst):
     thr = model.get_initializer(node.input[1])
-    scale, bias, layout = inst.get_nodeattr("out_scale"), inst.get_nodeattr("out_bias"), inst.get_nodeattr("data_layout")
+    scale, bias = inst.get_nodeattr("out_scale"), inst.get_nodeattr("out_bias")
+    layout = inst.get_nodeattr("data_layout")
 
     def run(x):
         lay = layout or {2: "NC", 3: "NWC", 4: "NCHW"}.get(x.ndim)
@@ -451,7 +454,8 @@ class BatchedGraph:
         ctx = {self.input: x}
         keep_all = keep == "all"
         if self.fused and (keep_all or set(keep) & {self.plan_outputs[a] for a, _ in self.fused}):
-            raise ValueError(f"{[a for a, _ in self.fused]} run fused: build BatchedGraph(fuse=False) to keep their outputs")
+            raise ValueError(f"{[a for a, _ in self.fused]} run fused: build BatchedGraph(fuse=False) to keep "
+                             f"their outputs")
         keep = set(self.outputs) | (set() if keep_all else set(keep))
         for i, (node, fn, dyn) in enumerate(self.plan):
             if fn is None:

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from common.paths import SHARED
-from .hls_headers import STANDINS, ap_types_dir, standin_hls_root
 
+from .hls_headers import STANDINS, ap_types_dir, standin_hls_root
 
 BESIDE_CHECKOUT = SHARED / "finn-hlslib"
 
@@ -67,7 +67,8 @@ def has_vector_pool(lib: Path) -> bool:
 
 
 def hlslib_note(lib: Path) -> str:
-    added = [n for n, ok in (("unflatten()", has_unflatten(lib)), ("the vector pool API", has_vector_pool(lib))) if not ok]
+    added = [n for n, ok in (("unflatten()", has_unflatten(lib)), ("the vector pool API", has_vector_pool(lib)))
+             if not ok]
     return str(lib) + (f" (older than finn-plus's pinned {pinned_hlslib_commit()}: {' and '.join(added)} from "
                        f"sim/hls_standins)" if added else "")
 
@@ -227,7 +228,8 @@ def batch_program(code_gen_dir: Path) -> None:
             n = lines[reps[0]].split()[-1]
             lines[reps[0]] = f"#define numReps ({n} * finn_sim_images())"
             for i in reads:  # weight streams, repeated numReps times
-                lines[i] = re.sub(r"\bnpy2apintstream<(.*), numReps\);", r"finn_sim_npy2apintstream_repeated<\1, numReps);", lines[i])
+                lines[i] = re.sub(r"\bnpy2apintstream<(.*), numReps\);",
+                                  r"finn_sim_npy2apintstream_repeated<\1, numReps);", lines[i])
         else:
             lines.insert(writes[0], "}")
             lines.insert(reads[-1] + 1, "for (unsigned finn_sim_i = 0; finn_sim_i < finn_sim_images(); finn_sim_i++) {")

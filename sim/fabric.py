@@ -25,6 +25,7 @@ def _dt(name: str) -> str:
 class Fabric:
     def __init__(self, build_dir: Path, mode: str = "python"):
         from common import compat  # noqa: F401
+
         from .run import Build
         self.build = Build.load(build_dir)
         self.io = json.loads((self.build.folder.deploy / "settings.json").read_text())[

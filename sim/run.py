@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+
 from common.errors import UserError
 from hw_build.build_folder import BuildFolder
 
@@ -68,7 +69,8 @@ def reference_and_images(build: Build, n: int, data_dir: str = ""):
     model, cfg, _ = load(Path(build.state["checkpoint"]))
     s = make_splits(cfg.dataset, data_dir or cfg.data_dir, train_limit=1, test_limit=max(n, 0))
     expected = build.parent.get_tensor_shape(build.parent.graph.input[0].name)
-    if tuple(expected[1:]) not in (DATASETS[cfg.dataset].chw, DATASETS[cfg.dataset].chw[1:] + (DATASETS[cfg.dataset].chw[0],)):
+    chw = DATASETS[cfg.dataset].chw
+    if tuple(expected[1:]) not in (chw, chw[1:] + (chw[0],)):
         raise SimError(f"the build takes {expected}, which is not {cfg.dataset}")
     return s.x_test.numpy(), s.y_test.numpy(), predict(model, s.x_test).argmax(1).numpy(), cfg
 
@@ -101,7 +103,8 @@ def run_finn(build: Build, images: np.ndarray, workers: int = 2, chunk: int = 50
     """FINN's own execution, image by image, spread over processes."""
     chunks = [images[i:i + chunk] for i in range(0, len(images), chunk)]
     out = []
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(str(build.folder.root),)) as pool, \
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
+                             initargs=(str(build.folder.root),)) as pool, \
             tqdm(total=len(images), desc="finn sim", unit="img", disable=None) as bar:
         for res in pool.map(_run_chunk, chunks):
             out.append(res)
@@ -171,9 +174,9 @@ def layer_modes(build: Build, mode: str) -> dict:
 def run_mixed(build: Build, images: np.ndarray, modes: dict, work: Path, log=print) -> tuple[np.ndarray, list]:
     """Layer by layer over all images; returns top-1 per image and per-layer reports. Every layer's output is
     also computed by the python mode (the batched exact kernels), the reference a simulated layer must match."""
+    from .batched import BatchedGraph
     from .execute import StageRunner
     from .verilator import hw_to_python_order, pack_input, unpack_output, words_per_image
-    from .batched import BatchedGraph
     runner = StageRunner(build.child, build.parent)
     kernels = {node.name: fn for node, fn, _ in BatchedGraph(build.child, fuse=False).plan}
     acts = np.concatenate([runner._pre(runner.to_graph_layout(images[i:i + runner.batch_size]))
@@ -184,7 +187,8 @@ def run_mixed(build: Build, images: np.ndarray, modes: dict, work: Path, log=pri
     cpp_model, cpp_failed, cpp_compile_s = None, {}, {}
     if "cppsim" in modes.values():
         from .cppsim import compile_cppsim
-        cpp_model, cpp_failed, cpp_compile_s = compile_cppsim(build, work, [k for k, v in modes.items() if v == "cppsim"])
+        cpp_layers = [k for k, v in modes.items() if v == "cppsim"]
+        cpp_model, cpp_failed, cpp_compile_s = compile_cppsim(build, work, cpp_layers)
         if len(cpp_failed) == sum(v == "cppsim" for v in modes.values()):
             raise SimError("cppsim: no HLS layer compiled against the configured finn-hlslib; first error: "
                            + next(iter(cpp_failed.values())))
@@ -243,6 +247,7 @@ def _compare(rep: LayerReport, got: np.ndarray, ref: np.ndarray) -> bool:
 def _compile_rtl_layers(build: Build, modes: dict, n_images: int, work: Path) -> dict:
     """Verilates every RTL layer up front, two at a time (each compile is a separate process)."""
     from qonnx.custom_op.registry import getCustomOp
+
     from .verilator import RtlLayer, words_per_image
     layers = {}
     for node in build.child.graph.node:
@@ -296,6 +301,9 @@ def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str =
     if mode not in MODES:
         raise SimError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
     build = Build.load(build_dir)
+    out = Path(out) if out else build.folder.sim
+    from common.folder_lock import FolderLock  # a folder the project did not make is never written into
+    FolderLock(out, "simulation output folder", markers=tuple(f"report_{m}.json" for m in MODES)).check_ours()
     batch_size = resolve_batch_size(build, mode, batch_size)
     images, labels, ref_top1, cfg = reference_and_images(build, n, data_dir)
     check_images_fit(build, images)
@@ -303,13 +311,13 @@ def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str =
     from .cppsim import cppsim_available, cppsim_requirements
     if mode == "cppsim" and not cppsim_available():
         raise SimError(cppsim_requirements())
-    out = Path(out) if out else build.folder.sim
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     top1, layers = run_graph(build, images, mode, min(workers, os.cpu_count() or 1), out / "work", log, batch_size)
     wall = time.time() - t0
     report = {
-        "build": str(build.folder.root), "checkpoint": build.state["checkpoint"], "mode": mode, "images": int(len(images)),
+        "build": str(build.folder.root), "checkpoint": build.state["checkpoint"], "mode": mode,
+        "images": int(len(images)),
         "accuracy_pct": float(100 * (top1 == labels).mean()),
         "brevitas_accuracy_pct": float(100 * (ref_top1 == labels).mean()),
         "agreement_with_brevitas_pct": float(100 * (top1 == ref_top1).mean()),

@@ -12,10 +12,11 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 import time
+from pathlib import Path
 
 import numpy as np
+
 from common.errors import ToolError
 
 TB = """`timescale 1ns/1ps

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 import re
 import socket
+import sys
+from pathlib import Path
 
 from common import compat  # noqa: F401
 
@@ -40,9 +40,10 @@ def main(argv=None) -> int:
 def _main(argv=None) -> int:
     args = parser().parse_args(argv)
     from training.data import data_dir
+
     from .report import findings, plot, rows, write_table
-    from .spec import ROOT, SpecError, load_spec
     from .run import run_sweep
+    from .spec import ROOT, SpecError, load_spec
     if args.workers < 0:
         raise SpecError(f"--workers must be >= 0, got {args.workers}")
     spec = load_spec(args.spec, args.quick)
@@ -51,7 +52,7 @@ def _main(argv=None) -> int:
     if args.cluster:
         check_cluster(args.cluster)
     from common.folder_lock import FolderLock
-    with FolderLock(out, "sweep output folder"):  # a second sweep on the same folder is refused
+    with FolderLock(out, "sweep output folder", markers=("table.csv",)):  # a second sweep on the same folder is refused
         print(f"sweep {spec.name}: {len(spec.points)} option sets x {len(spec.fps)} frame-rate targets on "
               f"{spec.board} -> {out}", flush=True)
         results = run_sweep(spec, out, data, args.cluster, args.workers)
@@ -67,6 +68,7 @@ def _main(argv=None) -> int:
 def check_cluster(cluster: str) -> None:
     """--cluster local:N or tcp://HOST:PORT with a scheduler answering there, before anything is written."""
     from common.errors import ToolError
+
     from .spec import SpecError
     if re.fullmatch(r"local:[1-9]\d*", cluster):
         return

@@ -13,16 +13,17 @@ Dask cluster (`--cluster tcp://scheduler:8786`, or `--cluster local:N` for a loc
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-import contextlib
 
 import yaml
 
 from common.files import write_json
+
 from .spec import ROOT, Spec
 
 
@@ -78,8 +79,8 @@ def _run_point(task: dict) -> dict:
 
 
 def _build(task, run: Path, fps: int, out: Path, log) -> dict:
-    from hw_build.build_folder import BuildFolder
     from common.errors import UserError
+    from hw_build.build_folder import BuildFolder
     from hw_build.errors import DoesNotFit
     from hw_build.flow import HwConfig, build
     t0 = time.time()

@@ -7,9 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from common.errors import UserError
-
 from common.paths import ROOT
 
 

@@ -11,7 +11,6 @@ os.environ["BNN_DATA_DIR"] = str(DATA)
 
 from common import compat  # noqa: E402,F401
 
-
 # `make test` runs the suite on pytest-xdist workers with --dist loadgroup: the tests sharing one of these
 # session builds go to one worker, so that each build is made once
 SHARED_BUILDS = ("vgg_zcu104_build", "vgg_pynqz1_build", "vgg_kv260_build", "lenet5_build")
@@ -122,6 +121,7 @@ def init_checkpoint(path, **kw):
     """An untrained net whose BN statistics come from two batches of random pixels: with the default
     statistics every threshold sits exactly at 0, where float summation order decides the sign."""
     import torch
+
     from training.config import TrainConfig
     from training.models import build_model
     cfg = TrainConfig(**kw)

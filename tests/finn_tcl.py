@@ -54,6 +54,7 @@ def _with_fifos(model, board, clk):
     its new layers' code and IP made as FINN makes them."""
     from finn.transformation.fpgadataflow.hlssynth_ip import HLSSynthIP
     from finn.transformation.fpgadataflow.prepare_ip import PrepareIP
+
     from hw_build.transforms import InsertMinimalFIFOs
     m = model.transform(InsertMinimalFIFOs(board.part))
     return m.transform(PrepareIP(board.part, clk)).transform(HLSSynthIP(board.part))

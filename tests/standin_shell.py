@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import DATA, ROOT, missing_prerequisite
 
 STANDIN = ROOT / "tests" / "standin" / "xilinx.py"

@@ -2,12 +2,11 @@
 images flowing through real builds: the tiny binary LeNet5, a ternary LeNet5 (ternary weights and inputs,
 8-bit first and last layers), the graph completed with data-width converters and FIFOs, and (slow) the
 shipped LeNet5 and VGGNet7 builds at every stage."""
-from collections import Counter
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
-
 from conftest import DATA, ROOT, init_checkpoint, workers
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.finn]
@@ -16,6 +15,7 @@ pytestmark = [pytest.mark.needs_data, pytest.mark.finn]
 def finn_tensors(model, x):
     """Every tensor of FINN's execution (execute_onnx on the Python-executable copy), image by image."""
     from finn.core.onnx_exec import execute_onnx
+
     from sim.execute import python_copy
     py = python_copy(model)
     runs = [execute_onnx(py, {py.graph.input[0].name: x[i:i + 1]}, return_full_exec_context=True)
@@ -54,6 +54,7 @@ def stage_inputs(model, n, dataset="mnist"):
 
 def compare_build(out, n, dataset="mnist", stages=None) -> Counter:
     from qonnx.core.modelwrapper import ModelWrapper
+
     from hw_build.build_folder import BuildFolder
     folder = BuildFolder(out)
     done = Counter()
@@ -72,7 +73,8 @@ def ternary_build(tmp_path_factory):
     from hw_build.flow import HwConfig, build
     d = tmp_path_factory.mktemp("ternary")
     ck = init_checkpoint(d / "ternary.pt", model="lenet5", dataset="mnist", width_scale=0.25,
-                         tern_weights="1111", tern_acts="0111", first_layer_8bit=True, last_layer_8bit=True, data_dir=str(DATA))
+                         tern_weights="1111", tern_acts="0111", first_layer_8bit=True, last_layer_8bit=True,
+                         data_dir=str(DATA))
     build(HwConfig(checkpoint=ck, board="Pynq-Z1", target_fps=2000, out=d / "b", verify_images=0,
                    stop_after="hw_codegen", data_dir=str(DATA)), log=lambda *a: None)
     return d / "b"
@@ -92,13 +94,15 @@ def test_every_node_of_every_stage_matches_finn_ternary(ternary_build):
     forms = {(getCustomOp(n).get_nodeattr("inputDataType"), getCustomOp(n).get_nodeattr("weightDataType"))
              for n in hw.graph.node if n.op_type.startswith("MVAU")}
     assert ("INT2", "INT2") in forms and ("UINT8", "INT8") in forms, forms  # ternary narrowed to INT2 by FINN
-    assert any(getCustomOp(n).get_nodeattr("binaryXnorMode") == 0 for n in hw.graph.node if n.op_type.startswith("MVAU"))
+    assert any(getCustomOp(n).get_nodeattr("binaryXnorMode") == 0 for n in hw.graph.node
+               if n.op_type.startswith("MVAU"))
     assert {"MultiThreshold", "MVAU_hls"} <= set(done), done
 
 
 def test_converters_and_fifos_as_stitched_match_finn(built):
     """The HW graph completed as FINN stitches it (InsertDWC, InsertFIFO, SpecializeLayers)."""
     from qonnx.core.modelwrapper import ModelWrapper
+
     from hw_build.build_folder import BuildFolder
     from hw_build.estimates import final_graph
     folder = BuildFolder(built)
@@ -110,8 +114,9 @@ def test_converters_and_fifos_as_stitched_match_finn(built):
 def test_fused_windows_give_the_unfused_result(built):
     """A sliding window and its consumer as one convolution / max-pool: the same top-1 and class scores."""
     from qonnx.core.modelwrapper import ModelWrapper
-    from sim.batched import BatchedGraph
+
     from hw_build.build_folder import BuildFolder
+    from sim.batched import BatchedGraph
     folder = BuildFolder(built)
     model = ModelWrapper(str(folder.last_stage("hw_codegen")))
     x = stage_inputs(model, 300)
@@ -139,6 +144,7 @@ def test_exactness_bound_picks_the_carrier_type():
 
 def test_thresholds_count_as_qonnx_multithreshold():
     from qonnx.custom_op.general.multithreshold import multithreshold
+
     from sim.batched import count_thresholds
     rng = np.random.default_rng(1)
     v = rng.integers(-40, 40, (5, 6, 7)).astype(np.float32)

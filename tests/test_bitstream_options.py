@@ -5,16 +5,17 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, init_checkpoint
-from hw_build.errors import BuildError
 from standin_shell import calls, ready_deps, shell
+
+from hw_build.errors import BuildError
 
 
 def timing_report(wns: float, tns: float, failing: int) -> str:
     """The Design Timing Summary of Vivado's report_timing_summary, in its layout (columns as Vivado prints)."""
-    head = ("    WNS(ns)      TNS(ns)  TNS Failing Endpoints  TNS Total Endpoints      WHS(ns)      THS(ns)  THS Failing "
-            "Endpoints  THS Total Endpoints     WPWS(ns)     TPWS(ns)  TPWS Failing Endpoints  TPWS Total Endpoints  ")
+    head = ("    WNS(ns)      TNS(ns)  TNS Failing Endpoints  TNS Total Endpoints      WHS(ns)      THS(ns)  "
+            "THS Failing Endpoints  THS Total Endpoints     WPWS(ns)     TPWS(ns)  TPWS Failing Endpoints  "
+            "TPWS Total Endpoints  ")
     dashes = ("    -------      -------  ---------------------  -------------------      -------      -------  "
               "---------------------  -------------------     --------     --------  ----------------------  "
               "--------------------  ")
@@ -91,7 +92,8 @@ def test_fifo_depths_go_to_finn_as_its_fifo_config_file(tmp_path):
     cfg = make_finn_cfg(hw, get_board("Pynq-Z1"), BuildFolder(tmp_path / "b"), None)
     assert cfg.auto_fifo_depths is False and cfg.fifo_config_file == f.resolve() and not simulates(hw)
     assert "rtlsim_performance" not in [o.value for o in cfg.generate_outputs]
-    sized = make_finn_cfg(HwConfig(checkpoint=tmp_path, bitstream=True), get_board("Pynq-Z1"), BuildFolder(tmp_path), None)
+    sized = make_finn_cfg(HwConfig(checkpoint=tmp_path, bitstream=True), get_board("Pynq-Z1"), BuildFolder(tmp_path),
+                          None)
     assert sized.auto_fifo_depths is True and sized.fifo_config_file is None
 
 

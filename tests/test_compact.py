@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import DATA, ROOT
+
 from training.checkpoint import CheckpointError, load, predict, read_checkpoint
-from training.export import export_qonnx
 from training.compact import load_compact, save_compact
 from training.data import make_splits
+from training.export import export_qonnx
 
 pytestmark = pytest.mark.needs_data
 

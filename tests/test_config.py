@@ -3,10 +3,10 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
-from training.config import ConfigError, TrainConfig, resolve
+
 from training.__main__ import main, parser
+from training.config import ConfigError, TrainConfig, resolve
 
 
 @pytest.mark.parametrize("preset", sorted((ROOT / "configs").glob("*.yml")), ids=lambda p: p.name)

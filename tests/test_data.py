@@ -5,8 +5,8 @@ import tarfile
 
 import numpy as np
 import pytest
-
 from conftest import DATA
+
 from training.data import DataError, augment, load_arrays, make_splits, parse_cifar_batches, parse_idx
 
 pytestmark = pytest.mark.needs_data
@@ -107,6 +107,7 @@ def test_device_agnostic_augmentation_draws_and_returns_what_the_cpu_one_did(nam
 
 def test_batches_stay_on_the_device_of_the_data():
     import torch
+
     from training.data import batches
     x = torch.randint(0, 256, (10, 1, 28, 28), dtype=torch.uint8)
     y = torch.arange(10)

@@ -4,7 +4,8 @@ FINN's own sequence, written out here from its sources rather than taken from hw
 with the FIFOs and data-width converters of step_set_fifo_depths (its force_minimal_fifos branch; the sizing
 strategies insert the same nodes), ZynqBuild's preparation transformations in its order (make_zynq_proj.py),
 the instance names MakeZYNQProject gives the partitions (idmaN, odmaN, else the node's name), its per-partition
-kernel build (InsertFIFO, SpecializeLayers, node names prefixed with the partition's) and FINN's MakePYNQDriver. The package must hold the same stream shapes, instance names and runtime-weight files
+kernel build (InsertFIFO, SpecializeLayers, node names prefixed with the partition's) and FINN's MakePYNQDriver.
+The package must hold the same stream shapes, instance names and runtime-weight files
 (URAM weight memories on the UltraScale+ boards). With Vivado, step check_driver compares the real ones.
 """
 import json
@@ -90,7 +91,8 @@ def test_vggnet7_zcu104_package_matches_finns_flow(vgg_zcu104_build, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("BNN_LONG_TESTS") != "1", reason="12 min on 2 cores (a second VGGNet7 build and "
-                    "FINN's driver for it), past the suite's budget: run with BNN_LONG_TESTS=1 (passed in the fresh-clone "
+                    "FINN's driver for it), past the suite's budget: run with BNN_LONG_TESTS=1 (passed in the "
+                    "fresh-clone "
                     "run of 31f1848, docs/results.md)")
 def test_vggnet7_kv260_package_matches_finns_flow(request, tmp_path):
     _same_as_finns_flow(request.getfixturevalue("vgg_kv260_build"), "KV260", tmp_path, runtime_weights=True)
@@ -162,7 +164,8 @@ def test_rtlsim_performance_and_fifo_depths_are_recorded_as_simulated(built, tmp
     est = record(folder)
     assert folder.estimates() == est and est["rtlsim"]["fps"] == 1234.6 and "simulated" in est["rtlsim"]["kind"]
     text = summary(est, get_board("Pynq-Z1"))
-    assert "simulated: 1,235 FPS in FINN's stitched-IP rtlsim" in text and "FIFOs sized by FINN: 2, depths 2..32" in text
+    assert "simulated: 1,235 FPS in FINN's stitched-IP rtlsim" in text
+    assert "FIFOs sized by FINN: 2, depths 2..32" in text
 
 
 @pytest.mark.parametrize("verify_images, expected", [(-1, 10), (0, 0), (25, 25)])
@@ -206,5 +209,6 @@ def test_hwh_check_reads_the_design_with_pynqs_parser(built, tmp_path):
     with_port = tmp_path / "port.hwh"
     with_port.write_text(re.sub(r"\baxi_dma_0\b", "idma0", re.sub(r"\bresize_accel_0\b",
                                                                   "StreamingDataflowPartition_2", text)))
-    with pytest.raises(BuildError, match="StreamingDataflowPartition_2 maps 65536 bytes, 2_0_MVAU_hls_6.dat needs 80000"):
+    with pytest.raises(BuildError,
+                       match="StreamingDataflowPartition_2 maps 65536 bytes, 2_0_MVAU_hls_6.dat needs 80000"):
         check_hwh(with_port, package)

@@ -1,14 +1,13 @@
 """The error contract, table-driven over every command: each bad input exits with its code (2 bad input,
 3 missing tool), prints one line that names the problem, shows no traceback, and writes nothing."""
+import importlib
 import json
 import os
 import subprocess
 import sys
-import importlib
 
 import numpy as np
 import pytest
-
 from conftest import DATA, ROOT, init_checkpoint
 
 pytestmark = pytest.mark.needs_data
@@ -68,7 +67,8 @@ CASES = [
     (T, "x --params {d}/nomodel.yml --results {o}", 2, "nomodel.yml does not name its model"),
     (T, "x --params {d}/bad.yml --results {o}", 2, "bad.yml"),
     (T, "x --params {d}/unknown.yml --results {o}", 2, "learning_rate"),
-    (T, "x --params configs/lenet5_binary.yml --results {d}/a_file/sub", 2, "a_file is not a directory; give --results"),
+    (T, "x --params configs/lenet5_binary.yml --results {d}/a_file/sub", 2,
+     "a_file is not a directory; give --results"),
     (T, "x", 2, "--params"),
     (T, "--inference", 2, "--model-path"),
     (T, "--inference --model-path {d}/missing", 2, "missing"),
@@ -99,7 +99,8 @@ CASES = [
     (H, "--model {d}/ok.pt --folding {d}/missing.json --out {o}", 2, "missing.json"),
     (H, "--model {d}/ok.pt --folding {d}/bad.json --out {o}", 2, "bad.json"),
     (H, "--model {d}/ok.pt --folding {d}/list.json --out {o}", 2, "list.json"),
-    (H, "--model {d}/ok.pt --specialize {d}/missing.json --folding {d}/list.json --out {o}", 2, "folding file {d}/list.json holds a list"),
+    (H, "--model {d}/ok.pt --specialize {d}/missing.json --folding {d}/list.json --out {o}", 2,
+     "folding file {d}/list.json holds a list"),
     (H, "--model {d}/ok.pt --stop-after synthesis --out {o}", 2, "synthesis"),
     (S, "--build {d}/missing", 2, "missing"),
     (S, "--build {d}/empty_dir", 2, "empty_dir"),
@@ -138,7 +139,8 @@ def _main(cmd):
     return importlib.import_module(f"{cmd}.__main__").main
 
 
-@pytest.mark.parametrize("cmd,args,code,words", CASES, ids=[f"{c}: {a.split(' --out')[0][:60]}" for c, a, _, _ in CASES])
+@pytest.mark.parametrize("cmd,args,code,words", CASES,
+                         ids=[f"{c}: {a.split(' --out')[0][:60]}" for c, a, _, _ in CASES])
 def test_bad_input_gets_one_line_and_its_exit_code(cmd, args, code, words, inputs, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     out = tmp_path / "must_not_exist"

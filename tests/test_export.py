@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from conftest import DATA
 
 from training.checkpoint import CheckpointError, load, predict
-from training.export import export_qonnx, to_cbap
 from training.data import make_splits
-from conftest import DATA
+from training.export import export_qonnx, to_cbap
 
 pytestmark = pytest.mark.needs_data
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 from standin_shell import STANDIN, calls, ready_deps, shell
 
@@ -106,7 +105,8 @@ def _standin(env, tool, tcl: str, tmp_path):
 
 
 @pytest.mark.parametrize("tool, tcl, needle", [
-    ("vivado", "create_project p . -part xc7z020clg400-1\nlaunch_the_rockets now\n", "no stub for 'launch_the_rockets'"),
+    ("vivado", "create_project p . -part xc7z020clg400-1\nlaunch_the_rockets now\n",
+     "no stub for 'launch_the_rockets'"),
     ("vivado", "create_project p . -part xc7z999-1\n", "part xc7z999-1 is not installed"),
     ("vivado", "create_project p . -part xc7z020clg400-1\nadd_files -norecurse /no/such.v\n",
      "HDL/source file /no/such.v does not exist"),
@@ -162,6 +162,7 @@ def test_bitstream_passes_hw_ipgen_on_every_hls_layer_and_stops_where_real_outpu
     assert err.startswith("error: set_fifo_depths needs the RTL Vitis HLS exports for every HLS layer"), err
     assert f"--replay {out} --bitstream --start-step hw_ipgen" in err
     import onnx
+
     from hw_build.build_folder import BuildFolder
     hls = {n.name for n in onnx.load(str(BuildFolder(out).last_stage("hw_ipgen"))).graph.node
            if n.op_type.endswith("_hls")}
@@ -188,7 +189,8 @@ def test_finns_configuration_and_verification_inputs_are_in_the_build_folder(bit
     assert all(Path(v).exists() for v in paths.values()), paths
     assert all(str(out) in v for k, v in paths.items() if k.startswith(("verify", "output"))), paths
     import numpy as np
-    assert np.load(cfg.verify_input_npy).shape == (10, 1, 28, 28) and np.load(cfg.verify_expected_output_npy).shape == (10, 1)
+    assert np.load(cfg.verify_input_npy).shape == (10, 1, 28, 28)
+    assert np.load(cfg.verify_expected_output_npy).shape == (10, 1)
 
 
 @pytest.mark.slow
@@ -206,6 +208,7 @@ def test_finns_vivado_tcl_runs_through_the_standin_command_by_command(bitstream,
     vivado = [c for c in calls(env)[before:] if c["tool"] == "vivado"]
     if scripts is None:  # one stitched design per layer
         import onnx
+
         from hw_build.build_folder import BuildFolder
         scripts = len(onnx.load(str(BuildFolder(out).last_stage("hw_ipgen"))).graph.node)
     assert len(vivado) == scripts and all(c["ok"] for c in vivado), [c.get("error") for c in vivado]

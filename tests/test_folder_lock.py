@@ -2,17 +2,16 @@
 process is refused at once (exit 2, one line naming the folder and the holder); a lock left by a killed
 process is taken over."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import shutil
 
 import pytest
-
 from conftest import DATA, ROOT, init_checkpoint
 
 HOLD = ("import sys, time; from common.folder_lock import FolderLock; "
-        "FolderLock(sys.argv[1], 'holder').acquire(); print('held', flush=True); time.sleep(120)")
+        "FolderLock(sys.argv[1], sys.argv[2]).acquire(); print('held', flush=True); time.sleep(120)")
 
 
 @pytest.fixture
@@ -20,8 +19,9 @@ def holder(tmp_path):
     """A separate process holding the lock of a folder, as a running build would."""
     procs = []
 
-    def hold(folder):
-        p = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    def hold(folder, what):  # what: the kind of folder, as the command that holds it names it
+        p = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), what], cwd=ROOT, stdout=subprocess.PIPE,
+                             text=True)
         assert p.stdout.readline().strip() == "held"
         procs.append(p)
         return p
@@ -46,7 +46,7 @@ def _refused(r, folder, pid):
 def test_second_build_into_a_held_folder_is_refused_and_a_killed_holder_is_taken_over(tmp_path, holder):
     ck = init_checkpoint(tmp_path / "ok.pt", model="lenet5", dataset="mnist", width_scale=0.25)
     out = tmp_path / "build"
-    p = holder(out)
+    p = holder(out, "build folder")
     r = _run("-m", "hw_build", "--model", str(ck), "--out", str(out), "--verify-images", "0", "--stop-after", "export")
     _refused(r, out, p.pid)
     assert sorted(f.name for f in out.iterdir()) == [".lock"]  # nothing of the build written
@@ -70,12 +70,44 @@ def unfinished_copy(run, dest):
 @pytest.mark.needs_data
 def test_resuming_a_run_folder_in_use_is_refused(tiny_run, holder, tmp_path):
     run = unfinished_copy(tiny_run, tmp_path / "tiny" / "run-1")
-    p = holder(run)
+    p = holder(run, "run folder")
     _refused(_run("-m", "training", "--resume", str(run)), run, p.pid)
 
 
 def test_a_sweep_on_a_held_output_folder_is_refused(tmp_path, holder):
     out = tmp_path / "sweep"
-    p = holder(out)
+    p = holder(out, "sweep output folder")
     _refused(_run("-m", "sweep", str(ROOT / "configs" / "sweep" / "lenet5.yml"), "--quick", "--out", str(out)),
              out, p.pid)
+
+
+@pytest.mark.parametrize("command", ["hw_build", "sweep"])
+def test_a_folder_the_project_did_not_make_is_never_written_into(tmp_path, command):
+    """--out naming a user's own folder: refused before any work, exit 2, every file kept as it was."""
+    mine = tmp_path / "mine"
+    (mine / "intermediate").mkdir(parents=True)
+    files = {"notes.txt": "my notes", "model.onnx": "my model", "intermediate/mine.onnx": "mine"}
+    for name, text in files.items():
+        (mine / name).write_text(text)
+    argv = {"hw_build": ["-m", "hw_build", "--checkpoint", "pretrained/lenet5/binary", "--board", "Pynq-Z1",
+                         "--out", str(mine)],
+            "sweep": ["-m", "sweep", "configs/sweep/lenet5.yml", "--quick", "--out", str(mine)]}[command]
+    r = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    err = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
+    assert r.returncode == 2 and err.startswith(f"error: {mine} exists and is not a "), r.stderr[-1500:]
+    assert "nothing in it was changed" in err
+    assert sorted(str(p.relative_to(mine)) for p in mine.rglob("*")) == sorted(["intermediate", *files])
+    assert all((mine / n).read_text() == t for n, t in files.items())
+
+
+def test_a_simulation_never_writes_into_a_folder_it_did_not_make(built, tmp_path):
+    from common.folder_lock import NotOurs
+    from sim.run import simulate
+    mine = tmp_path / "mine"
+    (mine / "work").mkdir(parents=True)
+    (mine / "work" / "keep.txt").write_text("mine")
+    with pytest.raises(NotOurs, match="is not a simulation output folder this project made"):
+        simulate(built, "python", n=10, out=mine, log=lambda *a: None)
+    assert (mine / "work" / "keep.txt").read_text() == "mine"
+    simulate(built, "python", n=10, out=tmp_path / "new", log=lambda *a: None)
+    simulate(built, "python", n=10, out=tmp_path / "new", log=lambda *a: None)  # ours now: written again

@@ -1,10 +1,10 @@
 """The simulator's stream packing gives exactly the words of FINN's reference rtlsim packing."""
+import conftest  # noqa: F401  (puts the project on sys.path)
 import numpy as np
 import pytest
 from finn.util.data_packing import npy_to_rtlsim_input, rtlsim_output_to_npy
 from qonnx.core.datatype import DataType
 
-import conftest  # noqa: F401  (puts the project on sys.path)
 from sim.verilator import pack_words, unpack_words
 
 pytestmark = pytest.mark.finn

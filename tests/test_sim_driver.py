@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import DATA, ROOT
+
 from sim.run import SimError, simulate
 from sim.verilator import hw_to_python_order
 
@@ -217,7 +217,8 @@ def test_deploy_package_runs_on_a_stock_pynq_python(built, tmp_path):
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT / "sim" / "pynq_standin"),
            "BNN_FABRIC": json.dumps({"argv": [sys.executable, "-m", "sim.fabric", str(built)], "cwd": str(ROOT)})}
     probe = subprocess.run([str(py), "-c", "import numpy, importlib.util as u; print(numpy.__version__, "
-                            "[m for m in ('qonnx', 'finn', 'bitstring', 'torch', 'finn_plus_driver') if u.find_spec(m)])"],
+                            "[m for m in ('qonnx', 'finn', 'bitstring', 'torch', 'finn_plus_driver') "
+                            "if u.find_spec(m)])"],
                            capture_output=True, text=True, env=env)
     assert probe.stdout.split()[0].startswith("1.") and probe.stdout.strip().endswith("[]"), probe.stdout
     r = subprocess.run([str(py), "infer.py", "--no-progress", "-n", "50", "--batch", "16"], cwd=board,
@@ -237,6 +238,7 @@ def test_uram_weights_are_written_at_start_by_the_driver(tmp_path):
     weight file, the package carries it, the real driver writes it over AXI-lite before the first image,
     and the emulated board refuses to compute before that."""
     from conftest import init_checkpoint
+
     from hw_build.flow import HwConfig, build
     ck = init_checkpoint(tmp_path / "vgg.pt", model="vggnet7", dataset="cifar10", width_scale=0.0625,
                          layer_order="CBAP")

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import DATA, ROOT
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.finn]
@@ -62,6 +61,7 @@ def test_quick_grid_writes_table_plots_and_findings(quick):
 
 def test_rerun_skips_finished_points_and_a_new_point_trains_alone(quick, tmp_path):
     import yaml
+
     from sweep.__main__ import main
     stamps = {p: p.stat().st_mtime for p in quick.glob("points/*/*.json")}
     assert len(stamps) == 4  # two points: train.json and one build each
@@ -88,8 +88,10 @@ def test_rerun_skips_finished_points_and_a_new_point_trains_alone(quick, tmp_pat
     ("base: configs/lenet5_binary.yml\nboard: Zedboard\npoints: {a: {}}\n", "Zedboard"),
     ("base: configs/lenet5_binary.yml\ncolour: red\npoints: {a: {}}\n", "unknown keys"),
     ("base: [\n", "not valid YAML"),
-    ("base: configs/lenet5_binary.yml\npoints: {a: {widht_scale: 0.5}}\n", "unknown option widht_scale (spec point 'a'"),
-    ("base: configs/lenet5_binary.yml\ntrain: {epochs: many}\npoints: {a: {}}\n", "epochs (spec point 'a' or its train"),
+    ("base: configs/lenet5_binary.yml\npoints: {a: {widht_scale: 0.5}}\n",
+     "unknown option widht_scale (spec point 'a'"),
+    ("base: configs/lenet5_binary.yml\ntrain: {epochs: many}\npoints: {a: {}}\n",
+     "epochs (spec point 'a' or its train"),
 ])
 def test_bad_specs_are_refused_before_any_work(text, words, tmp_path, capsys):
     from sweep.__main__ import main

@@ -1,14 +1,15 @@
 import csv
-import os
-import signal
 import math
+import os
+import shutil
+import signal
 import subprocess
 import sys
 
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from training.train import Interrupted, train
 
 pytestmark = pytest.mark.needs_data
@@ -25,8 +26,8 @@ def test_short_real_training_beats_chance_by_far(tiny_run):
 
 def test_precise_bn_gives_exact_training_set_statistics():
     from training.data import make_splits
-    from training.models import build_model
     from training.finish import norm_layers, precise_bn
+    from training.models import build_model
     cfg = tiny_config()
     x = make_splits("mnist", cfg.data_dir, 1000, 0, 2500).x_train  # 2,500 images: batches of 1000, 1000, 500
     torch.manual_seed(0)
@@ -100,14 +101,16 @@ def test_torchrun_ddp_path_runs_with_world_size_1(tmp_path):
     assert (run / "best.pt").is_file() and (run / "test_accuracy.txt").is_file()
 
 
-def test_finish_redoes_the_end_of_a_run_and_refuses_bad_use(tiny_run, tmp_path):
+def test_finish_redoes_the_end_of_a_run_and_refuses_bad_use(tiny_run, tmp_path, capsys):
     from training.__main__ import main
     from training.config import ConfigError
     from training.finish import finish_run
-    (tiny_run / "final.pt").unlink()
-    finish_run(tiny_run, log=lambda *a: None)
-    assert (tiny_run / "final.pt").is_file()
-    assert main(["--finish", str(tiny_run), "--lr", "0.1"]) == 2  # the run's own params only
+    run = shutil.copytree(tiny_run, tmp_path / "copy")  # the session's run stays as it is for other tests
+    (run / "final.pt").unlink()
+    finish_run(run, log=lambda *a: None)
+    assert (run / "final.pt").is_file()
+    assert main(["--finish", str(run), "--lr", "0.1"]) == 2  # the run's own params only
+    assert "error: --finish uses the run's own params.yml; drop lr" in capsys.readouterr().err
     empty = tmp_path / "run"
     empty.mkdir()
     (empty / "params.yml").write_text((tiny_run / "params.yml").read_text())
@@ -149,6 +152,7 @@ def test_auto_precision_and_compile_resolve_per_machine_and_run(monkeypatch, tin
     """amp/compile 'auto': bf16 only where the CPU computes it natively, compile only where a run is long enough
     to earn its compile time back (and not for fp32 VGGNet7 on the CPU); params.yml records what ran."""
     import yaml
+
     from training import speed as t
     from training.config import TrainConfig
     cpu = torch.device("cpu")

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, init_checkpoint
 from standin_shell import calls, deps_check, hw_build, ready_deps, shell
 
@@ -107,7 +106,8 @@ def test_make_deps_names_what_it_could_not_fetch(tmp_path):
     r = subprocess.run([sys.executable, "-m", "hw_build.deps"], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=300)
     err = r.stderr.strip()
-    assert r.returncode == 2 and "Traceback" not in err and err.startswith(f"error: FINN's dependency definitions {defs}")
+    assert r.returncode == 2 and "Traceback" not in err
+    assert err.startswith(f"error: FINN's dependency definitions {defs}")
 
 
 def test_too_little_disk_for_a_bitstream_build_is_named(tmp_path, monkeypatch):
@@ -130,7 +130,8 @@ def test_the_preflight_asks_vivado_for_the_boards_part_and_board_part(tmp_path):
     (query,) = [c for c in calls(env) if c["tool"] == "vivado" and "-mode" in c["args"]]
     assert "get_parts -quiet {xc7z020clg400-1}" in query["tcl"] and ROOT not in Path(query["cwd"]).parents
     assert str(Path(env["FINN_DEPS"]) / "board_files") in query["tcl"]  # where FINN's Zynq shell looks
-    installed = {**env, "STANDIN_PARTS": "xc7z020clg400-1", "STANDIN_BOARD_PARTS": "www.digilentinc.com:pynq-z1:part0:1.0"}
+    installed = {**env, "STANDIN_PARTS": "xc7z020clg400-1",
+                 "STANDIN_BOARD_PARTS": "www.digilentinc.com:pynq-z1:part0:1.0"}
     r = deps_check(installed, "Pynq-Z1")
     assert "has no" not in r.stdout and "board part" not in r.stdout and "finn_xsi" in r.stdout, r.stdout
 
@@ -164,6 +165,7 @@ def test_a_failed_tool_is_told_from_a_bug_by_its_log(tmp_path):
     """tool_logs.failure: a log with an ERROR written during the step names tool, layer and log; a clean log
     beside FINN's own exception is a bug (None: the traceback stays); an older log is not this step's."""
     import time
+
     from hw_build.tool_logs import ToolFailed, failure
     since = time.time()
     layer = tmp_path / "finn_tmp" / "code_gen_ipgen_MVAU_hls_1_ab_cd123"

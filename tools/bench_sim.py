@@ -24,8 +24,9 @@ import numpy as np
 def bench_build(build_dir: Path, n: int, batch_size: int | None, finn_images: int, data_dir: str = "",
                 cppsim_images: int = 0) -> dict:
     import torch
-    from training.checkpoint import load, predict
+
     from sim.run import Build, reference_and_images, resolve_batch_size, run_graph
+    from training.checkpoint import load, predict
     build = Build.load(build_dir)
     batch_size = resolve_batch_size(build, "python", batch_size)
     images, labels, _, _ = reference_and_images(build, n, data_dir)

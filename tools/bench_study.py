@@ -24,9 +24,10 @@ import torch
 import yaml
 
 from common import compat  # noqa: F401
-from training.config import TrainConfig
-from tools.bench_train import MODES as BENCH_MODES, native_modes, prepared_batches, time_steps
 from common.errors import UserError, cli
+from tools.bench_train import MODES as BENCH_MODES
+from tools.bench_train import native_modes, prepared_batches, time_steps
+from training.config import TrainConfig
 from training.publish import this_machine
 from training.speed import cpu_has_native_bf16
 
@@ -138,7 +139,8 @@ def main(argv=None) -> int:
             print(f"{model_name:8s} ours {name:16s} {ips:8.1f} images/s  {ips / ref:5.2f}x the study's", flush=True)
             rows.append({"model": model_name, "side": "ours", "mode": name, "images_per_s": ips,
                          "vs_study": ips / ref})  # unrounded: a slow side must not round to 0
-    result = {"cpu": this_machine(), "bf16_native": cpu_has_native_bf16(), "threads": args.threads, "batch": args.batch, "rows": rows}
+    result = {"cpu": this_machine(), "bf16_native": cpu_has_native_bf16(), "threads": args.threads,
+              "batch": args.batch, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

@@ -18,15 +18,16 @@ from common import compat  # noqa: F401
 from common.registry import NETWORKS
 from training.config import TrainConfig
 from training.data import batches, make_splits
-from training.models import build_model
 from training.losses import loss_fn, make_optimizer
+from training.models import build_model
 from training.speed import autocast, cpu_has_native_bf16
 
 MODES = {"fp32": dict(amp="none", channels_last=False, compile="off"),
          "fp32+compile": dict(amp="none", channels_last=False, compile="on"),
          "bf16": dict(amp="bf16", channels_last=False, compile="off"),
          "bf16+compile": dict(amp="bf16", channels_last=False, compile="on"),
-         "bf16+channels_last": dict(amp="bf16", channels_last=True, compile="off")}  # (channels_last + compile: inductor fails)
+         # channels_last + compile: inductor fails
+         "bf16+channels_last": dict(amp="bf16", channels_last=True, compile="off")}
 
 
 def native_modes(modes: dict) -> dict:

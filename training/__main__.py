@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from common import compat  # noqa: F401
-from .config import ConfigError, add_arguments, describe, overrides_from, resolve
 from common.errors import cli
+
+from .config import ConfigError, add_arguments, describe, overrides_from, resolve
 
 
 def parser() -> argparse.ArgumentParser:

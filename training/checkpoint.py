@@ -9,6 +9,7 @@ from torch import nn
 from common import compat  # noqa: F401
 from common.errors import UserError
 from common.files import atomic_path
+
 from .config import TrainConfig
 from .data import make_splits
 from .models import build_model

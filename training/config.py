@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-import sys
 
 from common.errors import UserError
 from common.registry import DATASETS, NETWORKS
@@ -42,7 +42,8 @@ class TrainConfig:
     model: str = _opt("lenet5", "network: lenet5 (MNIST) or vggnet7 (CIFAR-10)")
     dataset: str = _opt("mnist", "dataset: mnist or cifar10")
     binarize: bool = _opt(True, "binary weights and activations (Brevitas); false trains the float reference")
-    tern_weights: str = _opt("", "per-layer ternary weights, one 0/1 per weight layer, e.g. '1001' (LeNet5 has 4, VGGNet7 9)")
+    tern_weights: str = _opt("", "per-layer ternary weights, one 0/1 per weight layer, e.g. '1001' (LeNet5 has 4, "
+                                 "VGGNet7 9)")
     tern_acts: str = _opt("", "per-layer ternary inputs, one 0/1 per weight layer; index 0 applies with binarize_input")
     first_layer_8bit: bool = _opt(False, "first layer at 8-bit weights instead of binary (the study's 'full "
                                          "precision' that FINN can build; old key: l1_fp)")
@@ -71,7 +72,8 @@ class TrainConfig:
     loss: str = _opt("sqr_hinge", "sqr_hinge (squared hinge, study's binary LeNet5) or cross_entropy")
     regularization: str = _opt("none", "none, l2, or bin: sum(1 - w^2) pulling latent weights to +-1")
     reg_strength: float = _opt(0.0, "weight of the regularization term")
-    augment: bool = _opt(False, "training augmentation: random shift (MNIST) / flip and crop with 4-pixel padding (CIFAR-10)")
+    augment: bool = _opt(False, "training augmentation: random shift (MNIST) / flip and crop with 4-pixel padding "
+                                "(CIFAR-10)")
     seed: int = _opt(0, "random seed (weights, split order, batches)")
     precise_bn: bool = _opt(True, "after training, recompute batch-norm statistics as exact averages over the "
                                   "training set (PreciseBN) for best.pt and last.pt and keep the one with the "

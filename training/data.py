@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from common.errors import UserError
 from common.files import atomic_path
 from common.paths import DATA, OFFLINE_DATASETS

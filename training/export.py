@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from common import compat  # noqa: F401
+
 from .checkpoint import CheckpointError, load
 from .config import ConfigError, TrainConfig
 from .models import INPUT_CHW, Block

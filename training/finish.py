@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from common.files import write_text
+
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .data import make_splits
@@ -13,7 +15,6 @@ from .losses import evaluate
 from .models import ScalarNorm, build_model
 from .run_folder import Run, load_config_of
 from .speed import pick_device
-from common.files import write_text
 
 
 def norm_layers(model) -> list:

@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+from brevitas import nn as qnn  # noqa: E402
 from torch import nn
 
 from common import compat  # noqa: F401  (Tensor.rename shim before Brevitas layers run)
-from brevitas import nn as qnn  # noqa: E402
-
-from .quant import act_quant, weight_quant  # noqa: E402
 from common.registry import NETWORKS, Layer  # noqa: E402,F401  (Layer: the type of ARCHS entries)
 
+from .quant import act_quant, weight_quant  # noqa: E402
 
 ARCHS = {name: list(net.layers) for name, net in NETWORKS.items()}
 INPUT_CHW = {name: net.input_chw for name, net in NETWORKS.items()}

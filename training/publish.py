@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from common import compat  # noqa: F401
+
 from .checkpoint import evaluate_checkpoint, read_checkpoint
 from .compact import save_compact
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from common.files import write_text
+
 from .checkpoint import read_checkpoint
 from .config import ConfigError, TrainConfig
 
@@ -82,7 +83,7 @@ def load_config_of(run_dir: Path) -> TrainConfig:
     p = run_dir / "params.yml"
     if not p.is_file():
         raise ConfigError(f"{run_dir} is not a run folder (no params.yml)")
-    fix = f"a run folder's params.yml is written by training; restore it or start a new run with --params"
+    fix = "a run folder's params.yml is written by training; restore it or start a new run with --params"
     return TrainConfig.from_dict(read_user_file(p, "run parameters", "yaml", fix, ConfigError) or {}, str(p),
                                  validate=False)
 

@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from common.folder_lock import FolderLock
+
 from .checkpoint import init_from, read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import Splits, batches, make_splits
@@ -34,7 +35,8 @@ def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=pr
     t_start = time.time()
     s = _start(cfg, run_id, resume, log)
     # one process per run folder: a second resume of the same folder is refused, naming this process
-    with FolderLock(s.run.dir, "run folder") if s.run is not None and s.rank == 0 else nullcontext():
+    ours = s.run is not None and s.rank == 0
+    with FolderLock(s.run.dir, "run folder", markers=("params.yml",)) if ours else nullcontext():
         cfg = s.cfg  # with 'auto' precision and compile resolved
         stop = {"signal": None}
 

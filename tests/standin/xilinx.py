@@ -63,6 +63,7 @@ def default_parts() -> dict:
     """The parts and board parts installed when the test names none: those FINN builds for (its own tables:
     pynq_part_map and the board parts its Zynq shell sets), an independent source from the project's."""
     import re
+
     from finn.transformation.fpgadataflow.templates import custom_zynq_shell_template
     from finn.util.basic import alveo_part_map, pynq_part_map
     board_parts = re.findall(r"set_property board_part (\S+)", custom_zynq_shell_template)
