@@ -33,3 +33,30 @@ def write_text(path, text: str) -> None:
 
 def write_json(path, data) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def destination_problem(folder) -> str | None:
+    """Why `folder` (made if missing) cannot take the files of a long job, in words naming the path, or None.
+    Checked before any computing: the nearest existing folder must be a folder and writable (a file is
+    created and removed there, which also catches read-only mounts)."""
+    folder = Path(folder).absolute()
+    base = folder
+    while not base.exists():
+        base = base.parent
+    if not base.is_dir():
+        return f"{base} is a file, not a folder, so {folder} cannot be made"
+    try:
+        fd, probe = tempfile.mkstemp(dir=base, prefix=".write-probe-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        return f"{base} cannot be written ({e.strerror or e})"
+    return None
+
+
+def require_destination(folder, what: str, flag: str) -> None:
+    """destination_problem as the project's one-line error (exit 2), before any work."""
+    problem = destination_problem(folder)
+    if problem:
+        from .errors import UserError
+        raise UserError(f"{what} {folder}: {problem}; give {flag} a folder you can write to")

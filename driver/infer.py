@@ -224,6 +224,10 @@ def main(argv=None) -> int:
 
         if args.images < 0:
             raise InferError(f"-n takes N >= 0 images (0: all in the package), got {args.images}")
+        out = args.out or pkg / f"report_{args.backend}.json"
+        if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):  # before the inference, not after
+            raise InferError(f"the report {out} cannot be written ({out.parent} is not a folder you can write to): "
+                             f"give --out a file in one")
         settings, info, x, y = load_package(pkg, args.images)
         args.batch = min(args.batch, len(x))
         bitfile = (args.bitfile or pkg / "bitfile" / "finn-accel.bit").resolve()
@@ -257,12 +261,17 @@ def main(argv=None) -> int:
               "note": {"board": "measured on the FPGA, including host-side packing",
                        "sim": f"{args.sim_mode} simulation on the host: speed says nothing of the FPGA",
                        "emulated": "board code path on an emulated pynq; speed is the simulator's"}[args.backend]}
-    out = args.out or pkg / f"report_{args.backend}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"{report['images']} images: accuracy {report['accuracy_pct']:.2f}%  "
-          f"{report['images_per_s']} images/s  "
-          + (f"latency {report['latency_ms_batch1']} ms (batch 1)  " if latency is not None else "")
-          + f"[{args.backend}] -> {out}")
+    line = (f"{report['images']} images: accuracy {report['accuracy_pct']:.2f}%  {report['images_per_s']} images/s  "
+            + (f"latency {report['latency_ms_batch1']} ms (batch 1)  " if latency is not None else "")
+            + f"[{args.backend}]")
+    try:
+        out.write_text(json.dumps(report, indent=2))
+    except OSError as e:  # the result is printed all the same, then where it could not go
+        print(line)
+        print(f"error: the report could not be written to {out} ({e.strerror or e}); the result is above: give "
+              f"--out a file in a folder you can write to", file=sys.stderr)
+        return 2
+    print(f"{line} -> {out}")
     return 0
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import ToolError
+from common.files import require_destination
 from common.folder_lock import FolderLock
 
 from . import finn_env
@@ -39,6 +40,7 @@ def build(hw: HwConfig, log=print) -> Context:
     folding, specialize = check_inputs(hw, train_cfg)
     folder = BuildFolder(Path(hw.out) if hw.out else default_out(hw, train_cfg))
     FolderLock(folder.root, "build folder", markers=BUILD_MARKERS).check_ours()  # before any work
+    require_destination(folder.root, "build folder", "--out")
     record = _record(hw, folder, src_ck, folding, specialize)
     previous = _resume_from(folder, record, steps[0], every) if hw.start_step else None
     finn_env.setup(folder.finn_tmp, create=False)

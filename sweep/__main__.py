@@ -51,7 +51,10 @@ def _main(argv=None) -> int:
     data = str(data_dir(args.data_dir))
     if args.cluster:
         check_cluster(args.cluster)
+    from common.files import require_destination
     from common.folder_lock import FolderLock
+    FolderLock(out, "sweep output folder", markers=("table.csv",)).check_ours()
+    require_destination(out, "sweep output folder", "--out")
     with FolderLock(out, "sweep output folder", markers=("table.csv",)):  # a second sweep on the same folder is refused
         print(f"sweep {spec.name}: {len(spec.points)} option sets x {len(spec.fps)} frame-rate targets on "
               f"{spec.board} -> {out}", flush=True)
@@ -82,6 +85,34 @@ def check_cluster(cluster: str) -> None:
         raise ToolError(f"--cluster {cluster}: no Dask scheduler answers there ({e.strerror or e}); start one "
                         f"('dask scheduler', then 'dask worker {cluster}' in the project's environment) or use "
                         f"--cluster local:2") from None
+    problem = dask_handshake(cluster, HANDSHAKE_S)
+    if problem:
+        raise ToolError(f"--cluster {cluster}: something answers there, but not as a Dask scheduler ({problem}); "
+                        f"give the scheduler's address (tcp://HOST:8786 by default, not its dashboard's :8787)")
+
+
+HANDSHAKE_S = 10  # how long a peer may take to answer Dask's handshake
+
+
+def dask_handshake(address: str, timeout: float) -> str | None:
+    """Dask's own connect (its handshake: each side sends its comm info) within `timeout` seconds; None when
+    a Dask peer answered, else what went wrong. A web server or a silent port fails here, bounded in time."""
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def shake():
+        comm = await connect(address, timeout=timeout)
+        await comm.close()
+    try:
+        asyncio.run(asyncio.wait_for(shake(), timeout + 2))
+    except (asyncio.TimeoutError, TimeoutError):
+        return f"no answer to Dask's handshake within {timeout:g} s"
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # garbage read as frame lengths: MemoryError, ValueError, ... from the comm layer
+        return f"{type(e).__name__}: {' '.join(str(e).split())[:120]}"
+    return None
 
 
 if __name__ == "__main__":

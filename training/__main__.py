@@ -10,6 +10,7 @@ from pathlib import Path
 
 from common import compat  # noqa: F401
 from common.errors import cli
+from common.files import require_destination
 
 from .config import ConfigError, add_arguments, describe, overrides_from, resolve
 
@@ -63,11 +64,15 @@ def _main(argv=None) -> int:
             if args.inference:
                 evaluate_checkpoint(target, overrides)
             else:
+                require_destination(target if target.is_dir() else target.parent, "the export's folder", "--export")
                 export_checkpoint(target)
             return 0
         from .finish import finish_run
         from .run_folder import load_config_of
         from .train import Interrupted, train
+        for flag, run in (("--finish", args.finish), ("--resume", args.resume)):
+            if run is not None and Path(run).is_dir():  # before PreciseBN or an epoch is computed
+                require_destination(run, "run folder", flag)
         if args.finish:
             if overrides:
                 raise ConfigError(f"--finish uses the run's own params.yml; drop {', '.join(overrides)}")
@@ -87,6 +92,7 @@ def _main(argv=None) -> int:
         if not args.params and not overrides:
             raise ConfigError("give a preset with --params configs/<model>_<precision>.yml (see --help)")
         cfg, overridden = resolve(args.params, overrides)
+        require_destination(cfg.results, "results folder", "--results")
         print("resolved parameters:\n" + describe(cfg, overridden), flush=True)
         try:
             train(cfg, run_id=args.id)

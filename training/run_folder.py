@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from common.files import write_text
+from common.files import atomic_path, write_text
 
 from .checkpoint import read_checkpoint
 from .config import ConfigError, TrainConfig
@@ -71,7 +71,7 @@ class Run:
     def truncate_metrics(self, epochs: int) -> None:
         """On resume, drop rows of epochs whose checkpoint was never written."""
         rows = [r for r in self.read_metrics() if int(r["epoch"]) <= epochs]
-        with open(self.metrics, "w", newline="") as f:
+        with atomic_path(self.metrics) as tmp, open(tmp, "w", newline="") as f:  # a kill leaves the old file
             w = csv.writer(f)
             w.writerow(METRICS)
             for r in rows:

@@ -1,0 +1,110 @@
+"""Faults a user's machine brings, injected: read-only destinations (a read-only tmpfs mount), peers that
+answer but are not what was asked for (loopback only). Each asserts the exit code, the one line, and that
+nothing already there was lost."""
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import DATA, ROOT, missing_prerequisite
+
+ENV = {**os.environ, "BNN_DATA_DIR": str(DATA)}
+
+
+def _run(*args, timeout=300):
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _one_line(r, code: int, *needles: str) -> str:
+    err = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
+    assert r.returncode == code and "Traceback" not in r.stderr and err.startswith("error: "), r.stderr[-2000:]
+    for n in needles:
+        assert n in err, (n, err)
+    return err
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder on a read-only file system (a tmpfs mounted ro), with `seed` copied in before it goes ro."""
+    mounts = []
+
+    def make(seed: dict[str, Path] | None = None) -> Path:
+        where = tmp_path / f"ro{len(mounts)}"
+        where.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(where)], capture_output=True,
+                           text=True)
+        if r.returncode:
+            missing_prerequisite(f"mounting a tmpfs ({r.stderr.strip()})", "run the tests as root (CI does)")
+        mounts.append(where)
+        for name, src in (seed or {}).items():
+            (shutil.copytree if src.is_dir() else shutil.copyfile)(src, where / name)
+        subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
+        return where
+    yield make
+    for m in mounts:
+        subprocess.run(["umount", str(m)], capture_output=True)
+
+
+@pytest.mark.needs_data
+def test_read_only_destinations_are_refused_before_any_work(read_only, built, tiny_run):
+    ro = read_only()
+    cases = [
+        (["-m", "hw_build", "--checkpoint", tiny_run, "--target-fps", 1000, "--out", ro / "b"], "build folder"),
+        (["-m", "sim", "--build", built, "--mode", "python", "-n", 10, "--out", ro / "s"], "simulation output folder"),
+        (["-m", "sweep", "configs/sweep/lenet5.yml", "--quick", "--out", ro / "w"], "sweep output folder"),
+        (["-m", "training", "x", "--params", "configs/lenet5_binary.yml", "--results", ro / "r"], "results folder"),
+    ]
+    for argv, what in cases:
+        _one_line(_run(*argv), 2, f"error: {what} {ro}/", "Read-only file system", "a folder you can write to")
+    r = _run(ROOT / "driver" / "infer.py", "--backend", "sim", "--package", Path(built) / "deploy", "-n", 10,
+             "--no-progress", "--out", ro / "report.json")
+    assert r.returncode == 2 and "cannot be written" in r.stderr and "images:" not in r.stdout, r.stderr[-1500:]
+    assert sorted(os.listdir(ro)) == []
+
+
+@pytest.mark.needs_data
+def test_a_read_only_run_folder_is_refused_before_finishing_or_resuming(read_only, tiny_run):
+    ro = read_only({"run": Path(tiny_run)})
+    before = {p.name: p.stat().st_mtime for p in (ro / "run").iterdir()}
+    for flag in ("--finish", "--resume"):
+        _one_line(_run("-m", "training", flag, ro / "run"), 2, f"run folder {ro / 'run'}", "Read-only file system",
+                  f"give {flag} a folder you can write to")
+    _one_line(_run("-m", "training", "--export", ro / "run"), 2, "Read-only file system", "give --export")
+    assert {p.name: p.stat().st_mtime for p in (ro / "run").iterdir()} == before
+
+
+class _Web(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.send_error(404)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.mark.parametrize("peer", ["web server", "silent port"])
+def test_a_cluster_address_that_is_not_a_dask_scheduler_is_named_within_seconds(tmp_path, peer):
+    """The Dask dashboard's port given instead of the scheduler's, or a port that accepts and never answers:
+    refused (exit 3) within the handshake's bound, nothing written, no lock left."""
+    if peer == "web server":
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Web)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port, stop = server.server_address[1], server.shutdown
+    else:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(4)
+        port, stop = sock.getsockname()[1], sock.close
+    try:
+        r = _run("-m", "sweep", "configs/sweep/lenet5.yml", "--quick", "--out", tmp_path / "w", "--cluster",
+                 f"tcp://127.0.0.1:{port}", timeout=120)
+    finally:
+        stop()
+    _one_line(r, 3, f"--cluster tcp://127.0.0.1:{port}: something answers there, but not as a Dask scheduler",
+              "8786")
+    assert not (tmp_path / "w").exists()
