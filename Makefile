@@ -15,6 +15,13 @@ DATA_DIR  ?= $(if $(wildcard ../shared/datasets/mnist.npz),../shared/datasets,da
 export BNN_DATA_DIR := $(abspath $(DATA_DIR))
 PRETRAINED = pretrained/$(MODEL)/$(PRECISION)
 BUILD_DIR  = build/$(MODEL)_$(PRECISION)_$(BOARD)
+# an unknown MODEL/PRECISION named with the ones there are (exit 2, as every command's bad input)
+NEED_PRETRAINED = @test -d $(PRETRAINED) || { echo "error: no shipped model $(PRETRAINED) (MODEL=$(MODEL) \
+	PRECISION=$(PRECISION)); there are: $$(cd pretrained && ls -d */* | sed 's|/| PRECISION=|; s|^|MODEL=|' | \
+	paste -sd, -)" >&2; exit 2; }
+NEED_PRESET = @test -f configs/$(MODEL)_$(PRECISION).yml || { echo "error: no preset configs/$(MODEL)_$(PRECISION).yml \
+	(MODEL=$(MODEL) PRECISION=$(PRECISION)); presets: $$(cd configs && ls *.yml | sed 's|.yml||' | paste -sd, -)" >&2; \
+	exit 2; }
 
 .PHONY: help lint setup system data deps train test test-fast sweep study bench bench-sim figures build bitstream sim infer export clean
 
@@ -55,9 +62,11 @@ data: setup
 	$(PY) -c "from training.data import download; [print('ready:', download(n, 'data')) for n in ('mnist', 'cifar10')]"
 
 train: setup
+	$(NEED_PRESET)
 	$(PY) -m training $(ID) --params configs/$(MODEL)_$(PRECISION).yml $(if $(EPOCHS),--epochs $(EPOCHS))
 
 export: setup
+	$(NEED_PRETRAINED)
 	$(PY) -m training --export $(PRETRAINED)
 
 test: setup system
@@ -92,9 +101,11 @@ deps: setup
 	$(PY) -m hw_build.deps --board $(BOARD)
 
 build: setup
+	$(NEED_PRETRAINED)
 	$(PY) -m hw_build --checkpoint $(PRETRAINED) --board $(BOARD) --out $(BUILD_DIR)
 
 bitstream: setup
+	$(NEED_PRETRAINED)
 	$(PY) -m hw_build --checkpoint $(PRETRAINED) --board $(BOARD) --out $(BUILD_DIR) --bitstream
 
 sim: setup

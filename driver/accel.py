@@ -71,7 +71,16 @@ class Accelerator:
         self.io, self.timeout_s = settings["io_shape_dict"], timeout_s
         if self.io.get("num_inputs", 1) != 1 or self.io.get("num_outputs", 1) != 1:
             raise AccelError("this driver runs accelerators with one input and one output stream")
-        self.overlay = Overlay(str(bitfile), download=download)
+        hwh = Path(bitfile).with_suffix(".hwh")
+        try:
+            self.overlay = Overlay(str(bitfile), download=download)
+        except (AttributeError, KeyError, ValueError, SyntaxError) as e:  # PYNQ's .hwh parser on a damaged file
+            if not hwh.is_file():
+                raise
+            raise AccelError(f"PYNQ cannot read the design description {hwh} beside the bitfile ({type(e).__name__}: "
+                             f"{e}); it is damaged or not Vivado's: copy bitfile/ again from the build's deploy/ "
+                             f"(python -m hw_build --replay BUILD --bitstream --start-step deployment_package "
+                             f"writes it again)") from None
         self.idma = self._ip(self.io.get("idma_names", ["idma0"])[0])
         self.odma = self._ip(self.io.get("odma_names", ["odma0"])[0])
         self._batch = 0

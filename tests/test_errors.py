@@ -19,6 +19,11 @@ def inputs(tmp_path_factory):
     ck = init_checkpoint(d / "ok.pt", model="lenet5", dataset="mnist", width_scale=0.25)
     init_checkpoint(d / "float.pt", model="lenet5", dataset="mnist", width_scale=0.25, binarize=False)
     (d / "trunc.pt").write_bytes(ck.read_bytes()[:1000])
+    import onnx  # a whole, valid ONNX model where a checkpoint belongs
+    g = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "g",
+                               [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                               [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    onnx.save(onnx.helper.make_model(g), str(d / "model.onnx"))
     (d / "empty_dir").mkdir()
     (d / "empty.yml").write_text("")
     (d / "nomodel.yml").write_text("epochs: 3\n")
@@ -85,6 +90,8 @@ CASES = [
     (H, "--model {d}/missing --out {o}", 2, "missing"),
     (H, "--model {d}/empty_dir --out {o}", 2, "empty_dir"),
     (H, "--model {d}/trunc.pt --out {o}", 2, "trunc.pt"),
+    (H, "--model {d}/model.onnx --out {o}", 2, "model.onnx is an ONNX model (a QONNX export), not a checkpoint"),
+    (T, "--inference --model-path {d}/model.onnx", 2, "is an ONNX model (a QONNX export), not a checkpoint"),
     (H, "--model {d}/float.pt --out {o}", 2, "float.pt is a float model"),
     (H, "--model {d}/ok.pt --board Zedboard --out {o}", 2, "Zedboard"),
     (H, "--model {d}/ok.pt --target-fps 0 --out {o}", 2, "target-fps"),

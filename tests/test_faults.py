@@ -108,3 +108,15 @@ def test_a_cluster_address_that_is_not_a_dask_scheduler_is_named_within_seconds(
     _one_line(r, 3, f"--cluster tcp://127.0.0.1:{port}: something answers there, but not as a Dask scheduler",
               "8786")
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.needs_data
+@pytest.mark.parametrize("hwh", ['<?xml version="1.0"?>\n<EDKSYSTEM></EDKSYSTEM>\n', "<EDKSYSTEM><MODULES>"])
+def test_a_damaged_hwh_is_named_with_the_command_that_writes_it_again(built, tmp_path, hwh):
+    package = shutil.copytree(Path(built) / "deploy", tmp_path / "deploy")
+    (package / "bitfile").mkdir(exist_ok=True)
+    (package / "bitfile" / "finn-accel.hwh").write_text(hwh)
+    r = _run(ROOT / "driver" / "infer.py", "--backend", "emulated", "--package", package, "--build", built, "-n", 10,
+             "--no-progress")
+    _one_line(r, 2, f"PYNQ cannot read the design description {package / 'bitfile' / 'finn-accel.hwh'}",
+              "--start-step deployment_package")

@@ -38,11 +38,25 @@ def read_checkpoint(path: Path, map_location="cpu") -> dict:
         else:
             ck = torch.load(ck_path, map_location=map_location, weights_only=False)
     except Exception as e:
+        if is_onnx(ck_path):
+            raise CheckpointError(f"{ck_path} is an ONNX model (a QONNX export), not a checkpoint: the flow starts "
+                                  f"from the trained weights; give the checkpoint it came from (a build's "
+                                  f"checkpoint.pt/.npz, a run folder or a pretrained/ folder)") from None
         raise CheckpointError(f"{ck_path} cannot be read ({type(e).__name__}: {e}); it is corrupt or not a "
                               f"checkpoint of this project") from None
     if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
         raise CheckpointError(f"{ck_path} is not a checkpoint of this project (needs 'model' and 'config')")
     return ck
+
+
+def is_onnx(path: Path) -> bool:
+    """A whole, valid ONNX model (onnx's own reader and checker), as opposed to a damaged checkpoint."""
+    try:
+        import onnx
+        onnx.checker.check_model(onnx.load(str(path), load_external_data=False))
+        return True
+    except Exception:
+        return False
 
 
 def find_checkpoint(path: Path) -> Path:

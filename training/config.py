@@ -282,7 +282,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         extra = f" [{'|'.join(choices)}]" if choices else ""
         group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None,
                            metavar=_type_of(f).__name__.upper(),
-                           help=f"{f.metadata['help']}{extra} (default: {default!r})")
+                           help=f"{f.metadata['help']}{extra}"
+                                + (" (default: none)" if default is None else f" (default: {default!r})"))
     for old, new in RENAMED.items():  # the old flags still work, unlisted
         group.add_argument("--" + old.replace("_", "-"), dest=new, default=None, help=argparse.SUPPRESS)
 
