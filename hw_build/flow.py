@@ -126,6 +126,7 @@ def _build(hw, board, steps, every, model_t, train_cfg, src_ck, inputs, folder, 
     # a folding file is checked against the model at the folding step: until then a new build writes to a
     # staging folder beside --out, moved into it once the folding fits (or the build fails otherwise);
     # a resumed build (--start-step) continues in its own folder
+    verifier = _verifier(hw, train_cfg, model_t, folder)  # the test images read before anything is written
     staged = folding is not None and previous is None and "folding" in [s.name for s in steps]
     work = BuildFolder(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent)) if staged else folder
     if not staged:
@@ -135,7 +136,9 @@ def _build(hw, board, steps, every, model_t, train_cfg, src_ck, inputs, folder, 
     log("folding: " + (f"{folding}" if folding else f"automatic to {ctx.finn_cfg.target_fps} FPS")
         + (f"; RTL layers: {specialize}" + ("" if hw.specialize else " (the specialize config beside the folding)")
            if specialize else ""))
-    ctx.verifier = _verifier(hw, train_cfg, model_t, work)
+    ctx.verifier = verifier
+    if verifier is not None:
+        verifier.out_dir = work.verification
     work.intermediate.mkdir(exist_ok=True)
     ck_path = folder.checkpoint_copy(src_ck.suffix)  # its own copy (.pt or .npz): sim and driver compare with it
     if src_ck.resolve() != ck_path.resolve():

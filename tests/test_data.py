@@ -33,7 +33,7 @@ def test_corrupt_file(tmp_path):
 @pytest.mark.parametrize("change,needle", [
     (lambda a: a.update(x_train=a["x_train"][:100]), "x_train is uint8"),
     (lambda a: a.update(x_test=a["x_test"].astype(np.float32)), "x_test is float32"),
-    (lambda a: a.update(y_test=a["y_test"] + 5), "labels outside"),
+    (lambda a: a.update(y_test=a["y_test"] + 5), "labels 5..14, outside 0..9"),
     (lambda a: a.pop("y_train"), "lacks array"),
 ])
 def test_malformed_arrays(tmp_path, change, needle):
@@ -41,7 +41,15 @@ def test_malformed_arrays(tmp_path, change, needle):
         arrays = {k: d[k] for k in d.files}
     change(arrays)
     np.savez(tmp_path / "mnist.npz", **arrays)
-    with pytest.raises(DataError, match=needle):
+    with pytest.raises(DataError, match=needle) as e:
+        load_arrays("mnist", tmp_path)
+    assert "delete it and run 'make data', or point --data-dir" in str(e.value)  # the fix, every time
+
+
+def test_cifar_copied_as_mnist_is_named_as_such(tmp_path):
+    import shutil
+    shutil.copyfile(DATA / "cifar10.npz", tmp_path / "mnist.npz")
+    with pytest.raises(DataError, match=r"the shape of cifar10: a copy of cifar10.npz\?\); it is not the project's"):
         load_arrays("mnist", tmp_path)
 
 

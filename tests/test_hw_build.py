@@ -354,3 +354,12 @@ def test_replay_refuses_options_that_change_the_build_and_folders_without_a_reco
     assert "records no configuration (an older build)" in capsys.readouterr().err
     assert hw_main(["--replay", str(tmp_path), "--board", "ZCU104", "--clock-ns", "5"]) == 2
     assert "--board, --clock-ns would change it" in capsys.readouterr().err
+
+
+def test_a_refused_data_dir_leaves_nothing_beside_out(tmp_path, capsys):
+    """The shipped folding stages a new build beside --out: a --data-dir without the dataset is refused before
+    the staging folder (or --out) is made."""
+    rc = hw_main(["--checkpoint", str(PRETRAINED), "--board", "Pynq-Z1", "--data-dir", str(tmp_path / "none"),
+                  "--out", str(tmp_path / "b")])
+    assert rc == 2 and "mnist.npz not found" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

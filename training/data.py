@@ -59,17 +59,22 @@ def load_arrays(name: str, directory: str | Path = "") -> dict:
     except Exception as e:  # zipfile/pickle/ValueError: all mean the file is damaged
         raise DataError(f"{path} cannot be read ({type(e).__name__}: {e}); it is corrupt or not an .npz; "
                         f"delete it and run 'make data' again") from None
+    fix = (f"it is not the project's {name}.npz; delete it and run 'make data', or point --data-dir / "
+           f"${ENV_DATA_DIR} at the folder with the right one (e.g. ../shared/datasets)")
     missing = {"x_train", "y_train", "x_test", "y_test"} - set(arrays)
     if missing:
-        raise DataError(f"{path} lacks array(s) {', '.join(sorted(missing))}")
+        raise DataError(f"{path} lacks array(s) {', '.join(sorted(missing))}: {fix}")
     for split, n in (("train", spec.n_train), ("test", spec.n_test)):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.shape != (n, *spec.image_shape) or x.dtype != np.uint8:
-            raise DataError(f"{path}: x_{split} is {x.dtype}{list(x.shape)}, expected uint8{[n, *spec.image_shape]}")
+            other = next((k for k, v in DATASETS.items() if k != name and tuple(x.shape[1:]) == v.image_shape), None)
+            raise DataError(f"{path}: x_{split} is {x.dtype}{list(x.shape)}, expected uint8{[n, *spec.image_shape]}"
+                            + (f" (the shape of {other}: a copy of {other}.npz?)" if other else "") + f"; {fix}")
         if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
-            raise DataError(f"{path}: y_{split} is {y.dtype}{list(y.shape)}, expected {n} integer labels")
+            raise DataError(f"{path}: y_{split} is {y.dtype}{list(y.shape)}, expected {n} integer labels; {fix}")
         if y.min() < 0 or y.max() >= len(spec.classes):
-            raise DataError(f"{path}: y_{split} has labels outside 0..{len(spec.classes) - 1}")
+            raise DataError(f"{path}: y_{split} has labels {int(y.min())}..{int(y.max())}, outside "
+                            f"0..{len(spec.classes) - 1}; {fix}")
     return arrays
 
 
