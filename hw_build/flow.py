@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import ToolError
+from common.faults import fault_point
 from common.files import require_destination
 from common.folder_lock import FolderLock
 
@@ -148,6 +149,7 @@ def _build(hw, board, steps, every, model_t, train_cfg, src_ck, inputs, folder, 
     try:
         for step in steps:
             name, t0, i = step.name, time.time(), [s.name for s in every].index(step.name)
+            fault_point(f"build:{name}")
             model = step.fn(model, ctx)
             ctx.timings[name] = round(time.time() - t0, 2)
             model.save(str(work.stage(i, name)))
@@ -157,6 +159,8 @@ def _build(hw, board, steps, every, model_t, train_cfg, src_ck, inputs, folder, 
                 ctx.timings[f"verify_{name}"] = ctx.verifier.check(name, model, ctx.parent).seconds
             if work is not folder and name == "folding":
                 work = _adopt(work, folder, ctx)
+            if work is folder:  # recorded step by step: a killed build resumes from its last step
+                folder.write_state({**state, "timings_s": {**state.get("timings_s", {}), **ctx.timings}})
     except BaseException as e:
         if work is not folder and name != "folding":  # what was computed before the failure is kept
             work = _adopt(work, folder, ctx)
@@ -165,6 +169,9 @@ def _build(hw, board, steps, every, model_t, train_cfg, src_ck, inputs, folder, 
             if work is folder:
                 _report(ctx, folder, log)
             log(f"\nstopped at {name}: {e}")
+        if isinstance(e, KeyboardInterrupt):
+            state["stopped_at"] = name
+            log(f"\ninterrupted in step {name}: {_continue_text(hw, out, name, work is folder, every)}")
         raise
     finally:
         if work is not folder:  # refused at the folding step: --out stays as it was
@@ -176,6 +183,15 @@ def _build(hw, board, steps, every, model_t, train_cfg, src_ck, inputs, folder, 
             log("\n" + ctx.verifier.summary())
     _report(ctx, folder, log)
     return ctx
+
+
+def _continue_text(hw, out: Path, name: str | None, kept: bool, every: list[Step]) -> str:
+    """What continues an interrupted build, true at that moment: the steps before `name` are in `out`."""
+    names = [s.name for s in every]
+    if not kept or name is None or names.index(name) == 0:
+        return f"nothing of this build was kept in {out}; start it again with the same command"
+    return (f"the steps before it are kept in {out}; python -m hw_build --replay {out}"
+            f"{' --bitstream' if hw.bitstream else ''} --start-step {name} continues from there")
 
 
 def _verifier(hw, train_cfg, model_t, work: BuildFolder):

@@ -120,3 +120,84 @@ def test_a_damaged_hwh_is_named_with_the_command_that_writes_it_again(built, tmp
              "--no-progress")
     _one_line(r, 2, f"PYNQ cannot read the design description {package / 'bitfile' / 'finn-accel.hwh'}",
               "--start-step deployment_package")
+
+
+# ---- interrupts and kills at named points of the work (common/faults.py) ---------------------------------
+TINY = ["--epochs", "2", "--train-limit", "3000", "--test-limit", "500", "--val-size", "1000", "--width-scale",
+        "0.25", "--batch-size", "100", "--threads", "2", "--compile", "off", "--amp", "none", "--time-budget", "0"]
+
+
+def _faulty(point: str, *args, sig: str = "INT"):
+    env = {**ENV, "BNN_FAULT_AT": point, "BNN_FAULT_SIGNAL": sig}
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def _run_dir(results: Path) -> Path:
+    (run,) = list(results.glob("x/run-*"))
+    return run
+
+
+@pytest.mark.needs_data
+@pytest.mark.slow
+def test_training_interrupted_or_killed_at_each_phase_says_what_continues_and_it_does(tmp_path):
+    # Ctrl-C in the first epoch: nothing saved, nothing to resume, and it says so
+    r = _faulty("train:epoch1", "-m", "training", "x", "--params", "configs/lenet5_binary.yml", *TINY,
+                "--results", tmp_path / "a")
+    run = _run_dir(tmp_path / "a")
+    assert r.returncode == 130 and "before any epoch was saved: there is nothing to resume" in r.stdout, r.stdout
+    assert not (run / "last.pt").exists() and "--resume" not in r.stdout
+    # Ctrl-C in the second epoch: the first is kept, --resume continues and finishes
+    r = _faulty("train:epoch2", "-m", "training", "x", "--params", "configs/lenet5_binary.yml", *TINY,
+                "--results", tmp_path / "b")
+    run = _run_dir(tmp_path / "b")
+    assert r.returncode == 130 and f"Continue with: python -m training --resume {run}" in r.stdout, r.stdout
+    r = _run("-m", "training", "--resume", run)
+    assert r.returncode == 0 and (run / "final.pt").is_file(), r.stderr[-1500:]
+    # Ctrl-C while finishing: every epoch saved, and --resume itself finishes the run
+    r = _faulty("train:finish", "-m", "training", "x", "--params", "configs/lenet5_binary.yml", *TINY,
+                "--results", tmp_path / "c")
+    run = _run_dir(tmp_path / "c")
+    assert r.returncode == 130 and f"Finish it with: python -m training --resume {run}" in r.stdout, r.stdout
+    assert not (run / "final.pt").exists() and (run / "last.pt").is_file()
+    r = _run("-m", "training", "--resume", run)
+    assert r.returncode == 0 and "was not finished: finishing it" in r.stdout, r.stdout + r.stderr[-1500:]
+    for f in ("final.pt", "test_accuracy.txt", "curves.png"):
+        assert (run / f).is_file(), f
+    # killed (SIGKILL, no handler runs) in the second epoch: the first epoch's checkpoint is whole and resumes
+    r = _faulty("train:epoch2", "-m", "training", "x", "--params", "configs/lenet5_binary.yml", *TINY,
+                "--results", tmp_path / "d", sig="KILL")
+    run = _run_dir(tmp_path / "d")
+    assert r.returncode == -9 and (run / "last.pt").is_file()
+    r = _run("-m", "training", "--resume", run)
+    assert r.returncode == 0 and (run / "final.pt").is_file(), r.stderr[-1500:]
+
+
+BUILD = ["-m", "hw_build", "--checkpoint", "pretrained/lenet5/binary", "--board", "Pynq-Z1", "--verify-images", "100",
+         "--stop-after", "estimates"]
+
+
+@pytest.mark.needs_data
+@pytest.mark.slow
+def test_a_build_interrupted_or_killed_at_each_phase_continues_from_what_it_kept(tmp_path):
+    # before the shipped folding is checked (a staged build): nothing kept, and it says so
+    out = tmp_path / "a"
+    r = _faulty("build:folding", *BUILD, "--out", out)
+    assert r.returncode == 130 and f"nothing of this build was kept in {out}; start it again" in r.stdout, r.stdout
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # no staging folder left either
+    # after the folding: the steps before are kept and the command it names continues to the end
+    out = tmp_path / "b"
+    r = _faulty("build:estimates", *BUILD, "--out", out)
+    cmd = f"python -m hw_build --replay {out} --start-step estimates"
+    assert r.returncode == 130 and cmd in r.stdout, r.stdout
+    r = _run(*cmd.split()[1:])
+    assert r.returncode == 0 and "resuming at estimates" in r.stdout, r.stderr[-1500:]
+    assert (out / "report" / "estimates.json").is_file()
+    # killed in a step: build_state.json records every step done before it, so --start-step goes on
+    out = tmp_path / "c"
+    r = _faulty("build:minimize_bit_width", *BUILD, "--out", out, sig="KILL")
+    assert r.returncode == -9
+    import json
+    assert json.loads((out / "build_state.json").read_text())["done"][-1] == "folding"
+    r = _run("-m", "hw_build", "--replay", out, "--start-step", "minimize_bit_width")
+    assert r.returncode == 0 and (out / "report" / "estimates.json").is_file(), r.stderr[-1500:]

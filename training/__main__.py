@@ -84,10 +84,17 @@ def _main(argv=None) -> int:
                 raise ConfigError(f"--resume continues with the run's own params.yml; drop {', '.join(overrides)}")
             from .run_folder import resume_point
             if resume_point(args.resume, cfg) is None:
+                if not (Path(args.resume) / "final.pt").is_file():  # stopped while finishing: finish it
+                    print(f"{args.resume} has trained all {cfg.epochs} epochs but was not finished: finishing it")
+                    finish_run(args.resume)
+                    return 0
                 print(f"{args.resume} has trained all {cfg.epochs} epochs: nothing to resume, nothing changed "
                       f"(its end again: python -m training --finish {args.resume})")
                 return 0
-            train(cfg, resume=args.resume)
+            try:
+                train(cfg, resume=args.resume)
+            except Interrupted:
+                return 130
             return 0
         if not args.params and not overrides:
             raise ConfigError("give a preset with --params configs/<model>_<precision>.yml (see --help)")

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from common.faults import fault_point
 from common.folder_lock import FolderLock
 
 from .checkpoint import init_from, read_checkpoint, save_checkpoint
@@ -67,8 +68,12 @@ def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=pr
                 raise
             save_checkpoint({"model": s.model.state_dict(), "config": cfg.to_dict(), "epoch": current,
                          "partial": True}, s.run.dir / "interrupted.pt")
-            log(f"\n{e}: stopped in epoch {current}; last saved epoch is in {s.run.dir / 'last.pt'}. "
-                f"Continue with: python -m training --resume {s.run.dir}")
+            if (s.run.dir / "last.pt").is_file():
+                log(f"\n{e}: stopped in epoch {current}; last saved epoch is in {s.run.dir / 'last.pt'}. "
+                    f"Continue with: python -m training --resume {s.run.dir}")
+            else:
+                log(f"\n{e}: stopped in epoch {current}, before any epoch was saved: there is nothing to resume. "
+                    f"Start again with the same command ({s.run.dir} can be deleted)")
             raise
         finally:
             for sig, h in old.items():
@@ -78,7 +83,13 @@ def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=pr
                 dist.destroy_process_group()
         if s.rank:
             return None
-        finish(s.run, cfg, s.splits, s.device, log)
+        try:
+            fault_point("train:finish")
+            finish(s.run, cfg, s.splits, s.device, log)
+        except KeyboardInterrupt:
+            log(f"\ninterrupted while finishing (final.pt, test accuracy, curves); every epoch is saved. "
+                f"Finish it with: python -m training --resume {s.run.dir}")
+            raise Interrupted("SIGINT") from None
         return s.run.dir
 
 
@@ -183,6 +194,7 @@ def _train_epoch(s: _State, epoch: int, stop: dict) -> tuple:
         (loss + regularizer(cfg, model)).backward()
         s.opt.step()
         n_seen += len(xb)
+        fault_point(f"train:epoch{epoch + 1}")
         loss_sum += loss.detach() * len(xb)
         correct += (out.argmax(1) == yb).sum()
         if step % 20 == 19 and not bar.disable:
