@@ -23,13 +23,14 @@ NEED_PRESET = @test -f configs/$(MODEL)_$(PRECISION).yml || { echo "error: no pr
 	(MODEL=$(MODEL) PRECISION=$(PRECISION)); presets: $$(cd configs && ls *.yml | sed 's|.yml||' | paste -sd, -)" >&2; \
 	exit 2; }
 
-.PHONY: help lint setup system data deps train test test-fast sweep study bench bench-sim figures build bitstream sim infer export clean
+.PHONY: help lint test-long setup system data deps train test test-fast sweep study bench bench-sim figures build bitstream sim infer export clean
 
 help:
 	@echo "make train MODEL=lenet5|vggnet7 PRECISION=binary|float|ternary|pynqz1 [EPOCHS=N] [ID=name]"
 	@echo "                                 (PRECISION=pynqz1: the half-width binary VGGNet7 for the xc7z020 boards)"
 	@echo "make test                       the test suite (CI runs this) on TEST_WORKERS pytest-xdist workers (default: cores, at most 4)"
 	@echo "make test-fast                  the suite without the tests marked slow (-m 'not slow')"
+	@echo "make test-long                  the tests marked long (over 5 min each, e.g. the KV260 driver drift check)"
 	@echo "make lint                       ruff (pyflakes, import order, line length 120, whitespace; pyproject.toml)"
 	@echo "make data                       download MNIST and CIFAR-10 into ./data (torchvision)"
 	@echo "make sweep [QUICK=1] [SPEC=lenet5] [CLUSTER=local:2|tcp://host:8786]   capacity sweep: accuracy vs LUT/FPS"
@@ -70,7 +71,10 @@ export: setup
 	$(PY) -m training --export $(PRETRAINED)
 
 test: setup system
-	$(PY) -m pytest -q -rs --durations=20 -n $(TEST_WORKERS) --dist loadgroup tests
+	$(PY) -m pytest -q -rs --durations=20 -m "not long" -n $(TEST_WORKERS) --dist loadgroup tests
+
+test-long: setup system
+	$(PY) -m pytest -q -rs -m long -n $(TEST_WORKERS) --dist loadgroup tests
 
 lint: setup
 	$(PY) -m ruff check .

@@ -169,6 +169,7 @@ def test_every_node_of_the_shipped_lenet5_matches_finn(lenet5_build):
     assert {"MVAU_rtl", "Thresholding_rtl", "MVAU_hls"} <= set(done)
 
 
+@pytest.mark.slow  # over 30 s on 2 cores (make test's list)
 def test_every_node_of_the_shipped_vggnet7_matches_finn(vgg_zcu104_build):
     done = compare_build(vgg_zcu104_build, 2, "cifar10")
     assert {"MVAU_hls", "ConvolutionInputGenerator_rtl", "FMPadding_rtl", "Pool_hls"} <= set(done)

@@ -9,7 +9,6 @@ The package must hold the same stream shapes, instance names and runtime-weight 
 (URAM weight memories on the UltraScale+ boards). With Vivado, step check_driver compares the real ones.
 """
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -90,10 +89,7 @@ def test_vggnet7_zcu104_package_matches_finns_flow(vgg_zcu104_build, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("BNN_LONG_TESTS") != "1", reason="12 min on 2 cores (a second VGGNet7 build and "
-                    "FINN's driver for it), past the suite's budget: run with BNN_LONG_TESTS=1 (passed in the "
-                    "fresh-clone "
-                    "run of 31f1848, docs/results.md)")
+@pytest.mark.long  # 12 min on 2 cores (a second VGGNet7 build and FINN's driver for it): make test-long
 def test_vggnet7_kv260_package_matches_finns_flow(request, tmp_path):
     _same_as_finns_flow(request.getfixturevalue("vgg_kv260_build"), "KV260", tmp_path, runtime_weights=True)
 

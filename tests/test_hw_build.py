@@ -126,6 +126,7 @@ def test_a_folding_copied_without_its_specialize_config_names_the_cause(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.json"]  # no --out, no staging folder left
 
 
+@pytest.mark.slow  # over 30 s on 2 cores (make test's list)
 def test_model_too_big_for_the_board_names_resource_and_layers(tmp_path):
     ck = _init_checkpoint(tmp_path / "wide.pt", width_scale=4.0)
     with pytest.raises(DoesNotFit, match=r"BRAM_18K: \d+ of 280 \(\d+\.\d%, limit 85%; most used by MVAU"):

@@ -47,6 +47,7 @@ def test_cppsim_without_hlslib_says_what_is_missing(built, monkeypatch, tmp_path
         simulate(built, "cppsim", 2, str(DATA), log=lambda *a: None)
 
 
+@pytest.mark.slow  # over 30 s on 2 cores (make test's list)
 def test_cppsim_layers_that_do_not_compile_are_named_and_refused(built, tmp_path, monkeypatch):
     """A finn-hlslib checkout without the kernels: every layer's compile fails, and the error says so."""
     from sim.hls_headers import ap_types_dir
@@ -134,6 +135,7 @@ def test_cppsim_header_patches_fit_the_pinned_hls4ml():
     assert len(notes) == 2 and all("ap_int_base.h does not fit this hls4ml" in n for n in notes)
 
 
+@pytest.mark.slow  # over 30 s on 2 cores (make test's list)
 def test_every_hls_layer_in_cppsim_is_bit_exact(built):
     """cppsim against the finn-hlslib beside the checkout (../shared/finn-hlslib, older than finn-plus's pin:
     the project's pool compatibility layer), every HLS layer compiled, no fallback to python."""

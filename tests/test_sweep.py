@@ -59,6 +59,7 @@ def test_quick_grid_writes_table_plots_and_findings(quick):
     assert "tern_w_last" in (quick / "findings.md").read_text()
 
 
+@pytest.mark.slow  # over 30 s on 2 cores (make test's list)
 def test_rerun_skips_finished_points_and_a_new_point_trains_alone(quick, tmp_path):
     import yaml
 

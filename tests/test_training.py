@@ -136,6 +136,7 @@ def test_time_budget_shortens_the_run_and_records_it(tmp_path):
     assert last["scheduler"]["T_max"] == 3 and (run / "final.pt").is_file()
 
 
+@pytest.mark.slow  # over 30 s on 2 cores (make test's list)
 def test_compiled_training_matches_eager_metrics_closely(tmp_path):
     """torch.compile of the training forward (what CUDA runs by default), on the CPU: same data order,
     same learning; float results differ only by fused rounding."""
