@@ -18,11 +18,13 @@ import sysconfig
 from pathlib import Path
 
 from common.errors import ToolError
+from common.paths import DEPS
 
 # FINN is documented and tested with these releases; named in the error a user sees.
 SUPPORTED_RELEASES = ("2022.2", "2024.2")
 SUPPORTED_TOOLS = f"Vivado and Vitis HLS of a release FINN supports ({' or '.join(SUPPORTED_RELEASES)})"
 _READY = False
+DEFAULT_DEPS = DEPS / "finn"
 
 
 def setup(build_dir: Path | None = None, create: bool = True) -> None:
@@ -63,7 +65,6 @@ def prepare_finn() -> None:
     from finn.interface.settings import FINNSettings
     from finn.util.multiprocessing import configure_start_method
 
-    from .deps import deps_dir
     build = Path(os.environ["FINN_BUILD_DIR"])
     settings = FINNSettings.init(flow_config=build / "dummy.yaml", finn_build_dir=build, finn_deps=deps_dir(),
                                  auto_set_environment_vars=True)
@@ -107,6 +108,11 @@ def reexec_for_xilinx_libraries() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, sys.orig_argv, os.environ)
+
+
+def deps_dir() -> Path:
+    """FINN's deps folder: $FINN_DEPS, else deps/finn in the checkout (make deps fills it)."""
+    return Path(os.environ.get("FINN_DEPS") or DEFAULT_DEPS)
 
 
 def ensure_build_dir() -> None:

@@ -246,7 +246,7 @@ def _report(ctx: Context, folder: BuildFolder, log) -> None:
 
 def _preflight(board, out: Path, hw: HwConfig) -> None:
     """--bitstream: every prerequisite of the tool steps checked before the first step."""
-    from .deps import bitstream_problems
+    from .preflight import bitstream_problems
     from .steps import simulates
     problems = bitstream_problems(board, out, simulate=simulates(hw), size_fifos=hw.fifo_depths is None)
     if problems:

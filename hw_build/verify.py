@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common.errors import UserError
-from sim.execute import StageRunner
+from graph.execute import StageRunner
 
 FLOAT_ATOL = 1e-3
 

@@ -124,10 +124,8 @@ def compile_cppsim(build, work: Path, names: list) -> tuple[object, dict]:
     Returns the model (exec_mode cppsim), {layer: compiler error} for layers that did not compile and
     {layer: compile seconds}."""
 
-    import finn
     from finn.transformation.fpgadataflow.prepare_cppsim import PrepareCppSim
     from finn.transformation.fpgadataflow.set_exec_mode import SetExecMode
-    from finn.util.settings import get_settings
     from qonnx.custom_op.registry import getCustomOp
     lib = hlslib_dir()
     older = "" if has_unflatten(lib) and has_vector_pool(lib) else (
@@ -139,9 +137,6 @@ def compile_cppsim(build, work: Path, names: list) -> tuple[object, dict]:
     if link.is_symlink() or link.exists():
         link.unlink()
     link.symlink_to(hlslib_for_build(lib, work))
-    os.environ.setdefault("FINN_CUSTOM_HLS", str(Path(finn.__file__).parent / "custom_hls"))
-    if not os.environ.get("XILINX_HLS"):
-        os.environ["XILINX_HLS"] = str(standin_hls_root(work))
 
     def compile_one(node):
         t0 = time.time()
@@ -153,18 +148,40 @@ def compile_cppsim(build, work: Path, names: list) -> tuple[object, dict]:
             text = str(e) + "\n" + str(getattr(e, "output", "") or "") + str(getattr(e, "stderr", "") or "")
             first = next((line.strip() for line in text.splitlines() if "error:" in line), text.strip()[:300])
             return node.name, re.sub(r"^\S*/", "", first) + older, None  # file:line:col: error: ..., no folder
-    settings, saved = get_settings(), get_settings().finn_deps
-    settings.finn_deps = deps  # FINN's compile reads finn-hlslib from here; restored after
-    try:
+    with cppsim_settings(deps, work):
         model = copy.deepcopy(build.child).transform(SetExecMode("cppsim")).transform(PrepareCppSim())
-        with ThreadPoolExecutor(max_workers=2) as pool, inlining_allowed():
+        with ThreadPoolExecutor(max_workers=2) as pool:
             results = list(pool.map(compile_one, [n for n in model.graph.node if n.name in names]))
-    finally:
-        settings.finn_deps = saved
     return model, {name: err for name, err, _ in results if err}, {name: t for name, _, t in results}
 
 
 NO_INLINE = "-fno-builtin -fno-inline"
+
+
+@contextlib.contextmanager
+def cppsim_settings(deps: Path, work: Path):
+    """What cppsim changes of FINN and the process, for the compile only, restored after (a build later in the
+    same process, the sweep's or the tests', sees FINN as it was): FINN's deps folder (where its compile reads
+    finn-hlslib), $XILINX_HLS (the hls4ml headers standing in for Vitis HLS's when it is not installed),
+    $FINN_CUSTOM_HLS, and FINN's compile command (inlining_allowed)."""
+    import finn
+    from finn.util.settings import get_settings
+    settings, saved_deps = get_settings(), get_settings().finn_deps
+    saved_env = {k: os.environ.get(k) for k in ("XILINX_HLS", "FINN_CUSTOM_HLS")}
+    os.environ.setdefault("FINN_CUSTOM_HLS", str(Path(finn.__file__).parent / "custom_hls"))
+    if not os.environ.get("XILINX_HLS"):
+        os.environ["XILINX_HLS"] = str(standin_hls_root(work))
+    settings.finn_deps = deps
+    try:
+        with inlining_allowed():
+            yield
+    finally:
+        settings.finn_deps = saved_deps
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @contextlib.contextmanager

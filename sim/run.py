@@ -1,6 +1,6 @@
 """Test-set inference of a hardware build's folded dataflow graph, without hardware.
 
-python: every layer's function computed exactly on whole batches of images (sim/batched.py), bit for
+python: every layer's function computed exactly on whole batches of images (graph/batched.py), bit for
         bit what FINN's Python model of the layer computes (tested node by node).
 finn:   FINN's own Python execution (execute_onnx), image by image: the reference python mode is tested
         against; about 20-70x slower (spread over --workers processes).
@@ -90,7 +90,7 @@ _RUNNER = None
 
 def _init_worker(build_dir: str):
     global _RUNNER
-    from .execute import StageRunner
+    from graph.execute import StageRunner
     b = Build.load(Path(build_dir))
     _RUNNER = StageRunner(b.child, b.parent, engine="finn")
 
@@ -113,7 +113,7 @@ def run_finn(build: Build, images: np.ndarray, workers: int = 2, chunk: int = 50
 
 
 def run_python(build: Build, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-    from .execute import StageRunner
+    from graph.execute import StageRunner
     runner = StageRunner(build.child, build.parent, batch_size=batch_size)
     with tqdm(total=len(images), desc="python sim", unit="img", disable=None) as bar:
         return runner.run(images, progress=bar.update)[0]
@@ -126,7 +126,7 @@ def run_graph(build: Build, images: np.ndarray, mode: str = "python", workers: i
     `workers` processes); rtlsim / cppsim / auto: layer by layer, each layer in its mode (layer_modes)."""
     if mode == "finn":
         if workers <= 1:
-            from .execute import StageRunner
+            from graph.execute import StageRunner
             return StageRunner(build.child, build.parent, engine="finn").run(images)[0], []
         return run_finn(build, images, workers=workers), []
     modes = layer_modes(build, mode)
@@ -174,8 +174,9 @@ def layer_modes(build: Build, mode: str) -> dict:
 def run_mixed(build: Build, images: np.ndarray, modes: dict, work: Path, log=print) -> tuple[np.ndarray, list]:
     """Layer by layer over all images; returns top-1 per image and per-layer reports. Every layer's output is
     also computed by the python mode (the batched exact kernels), the reference a simulated layer must match."""
-    from .batched import BatchedGraph
-    from .execute import StageRunner
+    from graph.batched import BatchedGraph
+    from graph.execute import StageRunner
+
     from .verilator import hw_to_python_order, pack_input, unpack_output, words_per_image
     runner = StageRunner(build.child, build.parent)
     kernels = {node.name: fn for node, fn, _ in BatchedGraph(build.child, fuse=False).plan}
@@ -273,8 +274,8 @@ def resolve_batch_size(build: Build, mode: str, batch_size: int | None) -> int:
         return 1
     if batch_size is not None and batch_size < 1:
         raise SimError(f"--batch-size must be at least 1, got {batch_size}")
-    from .batched import BatchedGraph
-    from .execute import default_batch_size
+    from graph.batched import BatchedGraph
+    from graph.execute import default_batch_size
     graph = BatchedGraph(build.child)
     if batch_size is None:
         return default_batch_size(graph)

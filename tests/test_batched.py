@@ -1,4 +1,4 @@
-"""The batched exact executor (sim/batched.py) against FINN's own execution, node by node, on real test
+"""The batched exact executor (graph/batched.py) against FINN's own execution, node by node, on real test
 images flowing through real builds: the tiny binary LeNet5, a ternary LeNet5 (ternary weights and inputs,
 8-bit first and last layers), the graph completed with data-width converters and FIFOs, and (slow) the
 shipped LeNet5 and VGGNet7 builds at every stage."""
@@ -7,7 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import DATA, ROOT, init_checkpoint, workers
+from conftest import DATA, ROOT, init_checkpoint, missing_prerequisite, workers
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.finn]
 
@@ -16,7 +16,7 @@ def finn_tensors(model, x):
     """Every tensor of FINN's execution (execute_onnx on the Python-executable copy), image by image."""
     from finn.core.onnx_exec import execute_onnx
 
-    from sim.execute import python_copy
+    from graph.execute import python_copy
     py = python_copy(model)
     runs = [execute_onnx(py, {py.graph.input[0].name: x[i:i + 1]}, return_full_exec_context=True)
             for i in range(len(x))]
@@ -26,7 +26,7 @@ def finn_tensors(model, x):
 def compare_nodes(model, x) -> Counter:
     """Runs the graph both ways; asserts every integer-typed node output identical (float ones, before
     streamlining, within float32 rounding: onnxruntime sums a batch in another order); returns the op types."""
-    from sim.batched import BatchedGraph
+    from graph.batched import BatchedGraph
     graph = BatchedGraph(model, fuse=False)
     assert not graph.fallbacks, f"no batched kernel for {graph.fallbacks}"
     ours, ref = graph.run(x, keep="all"), finn_tensors(model, x)
@@ -46,7 +46,7 @@ def compare_nodes(model, x) -> Counter:
 
 def stage_inputs(model, n, dataset="mnist"):
     """n real test images as the stage's graph takes them (NHWC once FINN has moved the layout)."""
-    from sim.execute import StageRunner
+    from graph.execute import StageRunner
     from training.data import make_splits
     x = make_splits(dataset, str(DATA), train_limit=1, test_limit=n).x_test.numpy().astype(np.float32)
     return StageRunner(model).to_graph_layout(x)
@@ -115,8 +115,8 @@ def test_fused_windows_give_the_unfused_result(built):
     """A sliding window and its consumer as one convolution / max-pool: the same top-1 and class scores."""
     from qonnx.core.modelwrapper import ModelWrapper
 
+    from graph.batched import BatchedGraph
     from hw_build.build_folder import BuildFolder
-    from sim.batched import BatchedGraph
     folder = BuildFolder(built)
     model = ModelWrapper(str(folder.last_stage("hw_codegen")))
     x = stage_inputs(model, 300)
@@ -130,7 +130,7 @@ def test_fused_windows_give_the_unfused_result(built):
 
 
 def test_exactness_bound_picks_the_carrier_type():
-    from sim.batched import ExactMatMul, xnor_popcount
+    from graph.batched import ExactMatMul, xnor_popcount
     rng = np.random.default_rng(0)
     assert ExactMatMul(rng.integers(-127, 128, (25, 8)), 0, 255).dtype == np.float32  # 255*127*25 < 2^24
     wide = ExactMatMul(rng.integers(-127, 128, (4096, 8)), 0, 255)  # 255*127*4096 > 2^24
@@ -145,7 +145,7 @@ def test_exactness_bound_picks_the_carrier_type():
 def test_thresholds_count_as_qonnx_multithreshold():
     from qonnx.custom_op.general.multithreshold import multithreshold
 
-    from sim.batched import count_thresholds
+    from graph.batched import count_thresholds
     rng = np.random.default_rng(1)
     v = rng.integers(-40, 40, (5, 6, 7)).astype(np.float32)
     for t in (1, 3, 15):
@@ -156,7 +156,7 @@ def test_thresholds_count_as_qonnx_multithreshold():
 
 
 def test_labelselect_ties_go_to_the_lower_index_as_in_finn():
-    from sim.batched import _topk_indices
+    from graph.batched import _topk_indices
     v = np.array([[3, 7, 7, 1], [5, 5, 5, 5]], np.float32)
     assert _topk_indices(v, 1).ravel().tolist() == [1, 0]
     assert _topk_indices(v, 3).tolist() == [[1, 2, 0], [0, 1, 2]]
@@ -211,7 +211,7 @@ def test_shipped_lenet5_hls_layers_in_cppsim_and_rtl_layers_in_verilator(lenet5_
     from sim.cppsim import cppsim_available, cppsim_requirements
     from sim.run import simulate
     if not cppsim_available():
-        pytest.skip(cppsim_requirements())
+        missing_prerequisite(cppsim_requirements(), "see docs/simulation.md (cppsim)")
     r = simulate(lenet5_build, "auto", 40, str(DATA), log=lambda *a: None)
     modes = {l["name"]: l["mode"] for l in r["layers"]}
     assert all(m == ("rtlsim" if n.split("_")[-2] == "rtl" else "cppsim") for n, m in modes.items()), modes
@@ -225,7 +225,7 @@ def test_half_width_vggnet7_hls_layers_in_cppsim(vgg_pynqz1_build):
     from sim.cppsim import cppsim_available, cppsim_requirements
     from sim.run import simulate
     if not cppsim_available():
-        pytest.skip(cppsim_requirements())
+        missing_prerequisite(cppsim_requirements(), "see docs/simulation.md (cppsim)")
     r = simulate(vgg_pynqz1_build, "cppsim", 4, str(DATA), log=lambda *a: None)
     hls = [l for l in r["layers"] if l["name"].split("_")[-2] == "hls"]
     assert len(hls) >= 12 and all(l["mode"] == "cppsim" and l["bit_exact_vs_python"] for l in hls), hls

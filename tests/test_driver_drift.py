@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import missing_prerequisite
 
 from hw_build.boards import get_board
 from hw_build.build_folder import BuildFolder
@@ -189,7 +190,8 @@ def test_hwh_check_reads_the_design_with_pynqs_parser(built, tmp_path):
     from hw_build.hwh import check_hwh, ip_dict
     source = Path(pynqmetadata.__file__).parent / "tests" / "hwhs" / "resizer.hwh"
     if not source.is_file():
-        pytest.skip(f"pynqmetadata's test design {source} is not installed with it")
+        missing_prerequisite(f"pynqmetadata's test design {source}",
+                             "pip install pynqmetadata==0.2.0 (requirements/deps.txt) installs it")
     package = shutil.copytree(BuildFolder(built).deploy, tmp_path / "deploy")
     text = source.read_text()
     finn_like = tmp_path / "finn.hwh"

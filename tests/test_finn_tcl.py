@@ -136,7 +136,7 @@ def test_the_standin_answers_the_preflights_part_query_from_its_installed_list(t
 
 
 # ---- make bitstream with the stand-ins ---------------------------------------------------------------------
-RUN = ("import sys; from hw_build import deps; deps.xsi_problem = lambda release: None; "  # see the fixture
+RUN = ("import sys; from hw_build import preflight; preflight.xsi_problem = lambda release: None; "  # the fixture
        "from hw_build.__main__ import main; sys.exit(main(sys.argv[1:]))")
 
 

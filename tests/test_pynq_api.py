@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, missing_prerequisite
 
 PYNQ = "3.0.1"
 FILES = ("__init__.py", "overlay.py", "buffer.py", "mmio.py", "pl_server/xrt_device.py")
@@ -34,7 +34,8 @@ def pynq_src() -> dict:
         r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
                             f"pynq=={PYNQ}", "-d", str(cache)], capture_output=True, text=True, timeout=900)
         if not sdist.is_file():
-            pytest.skip(f"pynq {PYNQ}'s sources could not be fetched from PyPI: {' '.join(r.stderr.split())[-300:]}")
+            missing_prerequisite(f"pynq {PYNQ}'s sources from PyPI ({' '.join(r.stderr.split())[-300:]})",
+                                 "a machine that reaches the package index")
     with tarfile.open(sdist) as t:
         return {name: t.extractfile(f"pynq-{PYNQ}/pynq/{name}").read().decode() for name in FILES}
 

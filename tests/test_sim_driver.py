@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, missing_prerequisite
 
 from sim.run import SimError, simulate
 from sim.verilator import hw_to_python_order
@@ -52,7 +52,7 @@ def test_cppsim_layers_that_do_not_compile_are_named_and_refused(built, tmp_path
     """A finn-hlslib checkout without the kernels: every layer's compile fails, and the error says so."""
     from sim.hls_headers import ap_types_dir
     if shutil.which("g++") is None or ap_types_dir() is None:
-        pytest.skip("needs g++ and the hls4ml wheel's ap_types (make setup installs them)")
+        missing_prerequisite("g++ and the hls4ml wheel's ap_types", "make setup installs them")
     fake = tmp_path / "finn-hlslib"
     fake.mkdir()
     (fake / "mvau.hpp").write_text("// not finn-hlslib\n")
@@ -124,7 +124,7 @@ def test_cppsim_header_patches_fit_the_pinned_hls4ml():
     without them, slower, with a note), and a header they do not fit is named."""
     from sim.hls_headers import PATCHES, ap_types_dir, patched
     if ap_types_dir() is None:
-        pytest.skip("needs the hls4ml wheel's ap_types (make setup installs them)")
+        missing_prerequisite("the hls4ml wheel's ap_types", "make setup installs them")
     notes = []
     for name in {p[0] for p in PATCHES} | {"etc/ap_private.h"}:
         text = patched((ap_types_dir() / name).read_text(), name, log=lambda *a, **k: notes.append(a[0]))
@@ -141,8 +141,16 @@ def test_every_hls_layer_in_cppsim_is_bit_exact(built):
     the project's pool compatibility layer), every HLS layer compiled, no fallback to python."""
     from sim.cppsim import cppsim_available, cppsim_requirements, hlslib_dir
     if not cppsim_available():
-        pytest.skip(cppsim_requirements())
+        missing_prerequisite(cppsim_requirements(), "see docs/simulation.md (cppsim)")
+    from finn.util.basic import CppBuilder
+    from finn.util.settings import get_settings
+
+    def finn_as_a_build_sees_it():
+        return (os.environ.get("XILINX_HLS"), os.environ.get("FINN_CUSTOM_HLS"), get_settings().finn_deps,
+                CppBuilder.append_includes)
+    before = finn_as_a_build_sees_it()
     r = simulate(built, "cppsim", 60, str(DATA), log=lambda *a: None)
+    assert finn_as_a_build_sees_it() == before  # cppsim's changes to FINN and the environment were undone
     hls = [l for l in r["layers"] if l["name"].split("_")[-2] == "hls"]
     assert {l["name"].split("_")[0] for l in hls} >= {"MVAU", "Pool", "LabelSelect"}
     assert all(l["mode"] == "cppsim" and l["bit_exact_vs_python"] and not l["note"] for l in hls), hls
@@ -210,7 +218,8 @@ def test_deploy_package_runs_on_a_stock_pynq_python(built, tmp_path):
     py = venv / "bin" / "python"
     pip = subprocess.run([str(py), "-m", "pip", "install", "-q", "numpy<2"], capture_output=True, text=True)
     if pip.returncode != 0:
-        pytest.skip(f"numpy<2 could not be installed into a fresh venv (no package index here?): {pip.stderr[-300:]}")
+        missing_prerequisite(f"numpy<2 in a fresh venv ({pip.stderr[-300:]})",
+                             "a machine that reaches the package index")
     board = tmp_path / "board"
     shutil.copytree(built / "deploy", board)
     (board / "bitfile").mkdir()  # the stand-in's fabric is the simulator; it never reads these placeholders
@@ -333,7 +342,8 @@ def test_the_emulated_board_takes_its_ips_from_the_bitfiles_hwh(built, tmp_path)
     import pynqmetadata
     source = Path(pynqmetadata.__file__).parent / "tests" / "hwhs" / "resizer.hwh"
     if not source.is_file():
-        pytest.skip(f"pynqmetadata's test design {source} is not installed with it")
+        missing_prerequisite(f"pynqmetadata's test design {source}",
+                             "pip install pynqmetadata==0.2.0 (requirements/deps.txt) installs it")
     pkg = shutil.copytree(built / "deploy", tmp_path / "deploy")
     (pkg / "bitfile").mkdir(exist_ok=True)
     hwh = pkg / "bitfile" / "finn-accel.hwh"

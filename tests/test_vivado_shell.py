@@ -111,12 +111,12 @@ def test_make_deps_names_what_it_could_not_fetch(tmp_path):
 
 
 def test_too_little_disk_for_a_bitstream_build_is_named(tmp_path, monkeypatch):
-    from hw_build import deps
-    monkeypatch.setattr(deps, "BITSTREAM_DISK_GIB", 10**9)  # more than any disk: the refusal is observable
-    msg = deps.disk_problem(tmp_path / "not" / "yet" / "made")
+    from hw_build import preflight
+    monkeypatch.setattr(preflight, "BITSTREAM_DISK_GIB", 10**9)  # more than any disk: the refusal is observable
+    msg = preflight.disk_problem(tmp_path / "not" / "yet" / "made")
     assert msg and f"free under {tmp_path}" in msg and "give --out on a larger disk" in msg
-    monkeypatch.setattr(deps, "BITSTREAM_DISK_GIB", 0)
-    assert deps.disk_problem(tmp_path) is None
+    monkeypatch.setattr(preflight, "BITSTREAM_DISK_GIB", 0)
+    assert preflight.disk_problem(tmp_path) is None
 
 
 def test_the_preflight_asks_vivado_for_the_boards_part_and_board_part(tmp_path):

@@ -444,7 +444,7 @@ class BatchedGraph:
 
     def _per_image(self, node):
         """FINN's own execution of a node it has no batched kernel for, one image at a time."""
-        from .execute import node_executor, python_copy
+        from .nodes import node_executor, python_copy
         py = python_copy(self.model)
         run_one = node_executor(py, next(n for n in py.graph.node if n.name == node.name))
         return lambda x, *_: [np.concatenate([run_one(x[i:i + 1]) for i in range(len(x))])]
