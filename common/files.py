@@ -60,3 +60,17 @@ def require_destination(folder, what: str, flag: str) -> None:
     if problem:
         from .errors import UserError
         raise UserError(f"{what} {folder}: {problem}; give {flag} a folder you can write to")
+
+
+def logged(log, path):
+    """`log` that also appends each message, with the time, to the text file `path` (a command's own log
+    beside its outputs: build.log, sim.log, sweep.log)."""
+    import time
+
+    def out(*args):
+        log(*args)
+        text = " ".join(map(str, args)).strip("\n")
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(path, "a") as f:
+            f.write("".join(f"{stamp}  {line}\n" for line in text.split("\n")))
+    return out

@@ -13,6 +13,7 @@ build/<model>_<precision>_<board>/
   deploy/                the deployment package (hw_build/package.py)
   sim/                   simulation reports and Verilator builds
   build_state.json       the whole configuration (--replay), steps done, timings, where it stopped, hashes
+  build.log              everything the build printed, with times
 """
 from __future__ import annotations
 

@@ -7,19 +7,21 @@ configuration so that `--replay BUILD_DIR` builds it again.
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from common.errors import ToolError
 from common.faults import fault_point
-from common.files import require_destination
+from common.files import logged, require_destination
 from common.folder_lock import FolderLock
 
 from . import finn_env
-from .boards import get_board
+from .boards import Board, get_board
 from .build_folder import BuildFolder
 from .config import HwConfig, check_inputs, default_out  # noqa: F401  (HwConfig: callers import it from here)
 from .errors import BuildError, DoesNotFit  # noqa: F401  (DoesNotFit: re-exported for callers)
@@ -50,17 +52,42 @@ def build(hw: HwConfig, log=print) -> Context:
     fresh = not folder.root.exists()  # inputs checked: now write
     try:
         with FolderLock(folder.root, "build folder", markers=BUILD_MARKERS) as lock:
+            log = logged(log, folder.root / "build.log")
+            log(f"python -m hw_build {' '.join(sys.argv[1:])}" if sys.argv[0].endswith("__main__.py") else
+                f"build of {hw.checkpoint} for {hw.board}")
             if lock.took_over_from:
                 log(f"{folder.root}: taking over from process {lock.took_over_from}, which ended without finishing")
-            return _build(hw, board, steps, every, model_t, train_cfg, src_ck, (folding, specialize), folder,
-                          record, previous, log)
+            return _build(Plan(hw, board, steps, every, model_t, train_cfg, src_ck, folding, specialize, folder,
+                               record, previous), log)
     finally:
-        if fresh and folder.root.is_dir() and [p.name for p in folder.root.iterdir()] == [FolderLock.NAME]:
-            (folder.root / FolderLock.NAME).unlink()  # refused before writing anything: no folder left
-            folder.root.rmdir()
+        left = sorted(p.name for p in folder.root.iterdir()) if folder.root.is_dir() else None
+        if fresh and left and set(left) <= {FolderLock.NAME, "build.log"}:
+            shutil.rmtree(folder.root)  # refused before writing anything of the build: no folder left
 
 
 BUILD_MARKERS = ("build_state.json",)
+
+
+@dataclass
+class Plan:
+    """One build, decided before anything is written: its configuration, board, steps (this run's and the
+    whole flow's), the trained model, its input files, the folder and what build_state.json records."""
+    hw: HwConfig
+    board: Board
+    steps: list[Step]
+    every: list[Step]
+    model_t: object          # the Brevitas model
+    train_cfg: object        # its training configuration
+    src_ck: Path
+    folding: Path | None
+    specialize: Path | None
+    folder: BuildFolder
+    record: dict
+    previous: Path | None    # --start-step: the model the earlier run saved after the step before
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.every]
 
 
 def select_steps(every: list[Step], start: str | None, stop: str | None) -> list[Step]:
@@ -121,19 +148,19 @@ def _resume_from(folder: BuildFolder, record: dict, first: Step, every: list[Ste
     return folder.last_stage(before)
 
 
-def _build(hw, board, steps, every, model_t, train_cfg, src_ck, inputs, folder, record, previous, log) -> Context:
+def _build(plan: Plan, log) -> Context:
+    hw, board, folder, folding, specialize = plan.hw, plan.board, plan.folder, plan.folding, plan.specialize
     out = folder.root
-    folding, specialize = inputs
     # a folding file is checked against the model at the folding step: until then a new build writes to a
     # staging folder beside --out, moved into it once the folding fits (or the build fails otherwise);
     # a resumed build (--start-step) continues in its own folder
-    verifier = _verifier(hw, train_cfg, model_t, folder)  # the test images read before anything is written
-    staged = folding is not None and previous is None and "folding" in [s.name for s in steps]
+    verifier = _verifier(hw, plan.train_cfg, plan.model_t, folder)  # test images read before anything is written
+    staged = folding is not None and plan.previous is None and "folding" in [s.name for s in plan.steps]
     work = BuildFolder(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent)) if staged else folder
     if not staged:
         finn_env.ensure_build_dir()
-    ctx = Context(hw, board, work, make_finn_cfg(hw, board, work, folding, specialize), train_cfg, model_t)
-    log(f"building {src_ck} for {board.name} ({board.part}) at {1000 / hw.clock_ns:.0f} MHz -> {out}")
+    ctx = Context(hw, board, work, make_finn_cfg(hw, board, work, folding, specialize), plan.train_cfg, plan.model_t)
+    log(f"building {plan.src_ck} for {board.name} ({board.part}) at {1000 / hw.clock_ns:.0f} MHz -> {out}")
     log("folding: " + (f"{folding}" if folding else f"automatic to {ctx.finn_cfg.target_fps} FPS")
         + (f"; RTL layers: {specialize}" + ("" if hw.specialize else " (the specialize config beside the folding)")
            if specialize else ""))
@@ -141,20 +168,20 @@ def _build(hw, board, steps, every, model_t, train_cfg, src_ck, inputs, folder, 
     if verifier is not None:
         verifier.out_dir = work.verification
     work.intermediate.mkdir(exist_ok=True)
-    ck_path = folder.checkpoint_copy(src_ck.suffix)  # its own copy (.pt or .npz): sim and driver compare with it
-    if src_ck.resolve() != ck_path.resolve():
-        shutil.copyfile(src_ck, work.checkpoint_copy(src_ck.suffix))
-    state = _start_state(folder, record, ck_path, hw, board, ctx, steps, every, previous)
-    model, name = _resume(ctx, steps, every, previous, log), None
+    ck_path = folder.checkpoint_copy(plan.src_ck.suffix)  # its own copy (.pt or .npz): sim and driver compare
+    if plan.src_ck.resolve() != ck_path.resolve():
+        shutil.copyfile(plan.src_ck, work.checkpoint_copy(plan.src_ck.suffix))
+    state = _start_state(plan, ck_path, ctx.finn_cfg.target_fps)
+    model, name = _resume(ctx, plan, log), None
     try:
-        for step in steps:
-            name, t0, i = step.name, time.time(), [s.name for s in every].index(step.name)
+        for step in plan.steps:
+            name, t0, i = step.name, time.time(), plan.names.index(step.name)
             fault_point(f"build:{name}")
             model = step.fn(model, ctx)
             ctx.timings[name] = round(time.time() - t0, 2)
             model.save(str(work.stage(i, name)))
             state["done"].append(name)
-            log(f"[{i + 1:2d}/{len(every)}] {name:28s} {ctx.timings[name]:6.1f} s")
+            log(f"[{i + 1:2d}/{len(plan.every)}] {name:28s} {ctx.timings[name]:6.1f} s")
             if step.verify and ctx.verifier is not None:
                 ctx.timings[f"verify_{name}"] = ctx.verifier.check(name, model, ctx.parent).seconds
             if work is not folder and name == "folding":
@@ -171,7 +198,7 @@ def _build(hw, board, steps, every, model_t, train_cfg, src_ck, inputs, folder, 
             log(f"\nstopped at {name}: {e}")
         if isinstance(e, KeyboardInterrupt):
             state["stopped_at"] = name
-            log(f"\ninterrupted in step {name}: {_continue_text(hw, out, name, work is folder, every)}")
+            log(f"\ninterrupted in step {name}: {_continue_text(hw, out, name, work is folder, plan.every)}")
         raise
     finally:
         if work is not folder:  # refused at the folding step: --out stays as it was
@@ -207,32 +234,31 @@ def _verifier(hw, train_cfg, model_t, work: BuildFolder):
     return Verifier(s.x_test.numpy(), np.arange(len(s.x_test)), logits, work.verification)
 
 
-def _start_state(folder, record, ck_path, hw, board, ctx, steps, every, previous) -> dict:
+def _start_state(plan: Plan, ck_path: Path, target_fps) -> dict:
     """build_state.json of this run: a resumed build keeps the earlier steps' record."""
-    names = [s.name for s in every]
-    kept = folder.read_state() if previous is not None else None
-    first = names.index(steps[0].name)  # a step of the earlier run that this run does not have is dropped
+    record, hw, names = plan.record, plan.hw, plan.names
+    kept = plan.folder.read_state() if plan.previous is not None else None
+    first = names.index(plan.steps[0].name)  # a step of the earlier run that this run does not have is dropped
     done = [n for n in (kept or {}).get("done", []) if n in names and names.index(n) < first]
     return {**record, "source_checkpoint": record["config"]["checkpoint"], "checkpoint": str(ck_path),
-            "checkpoint_sha256": record["inputs_sha256"]["checkpoint"], "board": board.name,
+            "checkpoint_sha256": record["inputs_sha256"]["checkpoint"], "board": plan.board.name,
             "clock_ns": hw.clock_ns, "folding": record["config"]["folding"],
             "specialize": record["config"]["specialize"], "max_utilization_pct": hw.max_utilization,
-            "target_fps": ctx.finn_cfg.target_fps, "done": done,
+            "target_fps": target_fps, "done": done,
             "timings_s": {k: v for k, v in (kept or {}).get("timings_s", {}).items()
                           if k.removeprefix("verify_") in done}}
 
 
-def _resume(ctx: Context, steps, every, previous: Path | None, log):
+def _resume(ctx: Context, plan: Plan, log):
     """--start-step: the saved model, and the Context fields earlier steps wrote, read back."""
-    if previous is None:
+    if plan.previous is None:
         return None
     from qonnx.core.modelwrapper import ModelWrapper
-    names = [s.name for s in every]
-    for s in every[:names.index(steps[0].name)]:
+    for s in plan.every[:plan.names.index(plan.steps[0].name)]:
         if s.writes:
-            restore(ctx, s.writes)
-    log(f"resuming at {steps[0].name} from {previous}")
-    return ModelWrapper(str(previous))
+            restore(ctx, s.writes, s.name)
+    log(f"resuming at {plan.steps[0].name} from {plan.previous}")
+    return ModelWrapper(str(plan.previous))
 
 
 def _report(ctx: Context, folder: BuildFolder, log) -> None:

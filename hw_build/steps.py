@@ -59,13 +59,25 @@ class Step:
     writes: str = ""       # the Context field it sets for later steps
 
 
-def restore(ctx: Context, field_name: str) -> None:
-    """--start-step: a Context field an earlier run's step wrote, read back from the build folder."""
-    if field_name == "parent":
-        from qonnx.core.modelwrapper import ModelWrapper
-        ctx.parent = ModelWrapper(str(ctx.folder.parent_model))
-    elif field_name == "estimates":
-        ctx.estimates = ctx.folder.estimates()
+def _read_parent(ctx: Context):
+    from qonnx.core.modelwrapper import ModelWrapper
+    return ModelWrapper(str(ctx.folder.parent_model))
+
+
+# --start-step: how each Context field a step `writes` is read back from the build folder
+RESTORERS = {
+    "parent": _read_parent,
+    "estimates": lambda ctx: ctx.folder.estimates(),
+}
+
+
+def restore(ctx: Context, field_name: str, step: str = "") -> None:
+    """--start-step: a Context field an earlier run's step wrote, read back from the build folder; a field
+    nobody taught to read back is refused by name (a later step would run on a value that is not there)."""
+    if field_name not in RESTORERS:
+        raise BuildError(f"--start-step cannot restore '{field_name}', which step {step} writes for later steps: "
+                         f"build from the start (without --start-step)")
+    setattr(ctx, field_name, RESTORERS[field_name](ctx))
 
 
 def step_export(model, ctx: Context):
@@ -116,10 +128,13 @@ def step_round_xnor_thresholds(model, ctx: Context):
 def step_create_dataflow_partition(model, ctx: Context):
     """FINN's partition; the parent (layout nodes the host runs) is kept for verification and the driver."""
     import finn.builder.build_dataflow_steps as steps
+    from finn.util.exception import FINNUserError
     from qonnx.core.modelwrapper import ModelWrapper
     try:
         child = steps.step_create_dataflow_partition(model, ctx.finn_cfg)
-    except Exception as e:
+    except (FINNUserError, AssertionError) as e:
+        if isinstance(e, AssertionError) and "cycle-free graph violated" not in str(e):
+            raise  # FINN's own bug: its traceback stays
         raise BuildError(f"FINN cannot map this model to hardware layers: {e}. The layers FINN can build are "
                          f"listed in the README (binary/ternary conv and FC, max-pool, BN+sign as thresholds)"
                          ) from None

@@ -51,8 +51,9 @@ def _main(argv=None) -> int:
         raise SimError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.workers is not None and args.workers < 1:
         raise SimError(f"--workers must be at least 1, got {args.workers}")
-    simulate(args.build, args.mode, args.images, args.data_dir, args.out, args.workers or 2,
-             batch_size=args.batch_size)
+    from .run import SimOptions
+    simulate(args.build, args.mode, args.images, args.data_dir,
+             SimOptions(out=args.out, workers=args.workers or 2, batch_size=args.batch_size))
     return 0
 
 

@@ -297,8 +297,19 @@ def available_memory() -> int:
     return 0
 
 
-def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str = "", out: Path | None = None,
-             workers: int = 2, log=print, batch_size: int | None = None) -> dict:
+@dataclass
+class SimOptions:
+    """How a simulation runs, apart from what it simulates: its report folder (default BUILD/sim), processes
+    of the finn mode, images per batch of the python mode (default: sized to the memory)."""
+    out: Path | None = None
+    workers: int = 2
+    batch_size: int | None = None
+
+
+def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str = "",
+             options: SimOptions | None = None, log=print) -> dict:
+    opts = options or SimOptions()
+    out, workers, batch_size = opts.out, opts.workers, opts.batch_size
     if mode not in MODES:
         raise SimError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
     build = Build.load(build_dir)
@@ -315,6 +326,9 @@ def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str =
     if mode == "cppsim" and not cppsim_available():
         raise SimError(cppsim_requirements())
     out.mkdir(parents=True, exist_ok=True)
+    from common.files import logged
+    log = logged(log, out / "sim.log")
+    log(f"simulating {build.folder.root} in {mode} mode on {len(images)} test images")
     t0 = time.time()
     top1, layers = run_graph(build, images, mode, min(workers, os.cpu_count() or 1), out / "work", log, batch_size)
     wall = time.time() - t0

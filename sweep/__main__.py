@@ -51,20 +51,21 @@ def _main(argv=None) -> int:
     data = str(data_dir(args.data_dir))
     if args.cluster:
         check_cluster(args.cluster)
-    from common.files import require_destination
+    from common.files import logged, require_destination
     from common.folder_lock import FolderLock
     FolderLock(out, "sweep output folder", markers=("table.csv",)).check_ours()
     require_destination(out, "sweep output folder", "--out")
     with FolderLock(out, "sweep output folder", markers=("table.csv",)):  # a second sweep on the same folder is refused
-        print(f"sweep {spec.name}: {len(spec.points)} option sets x {len(spec.fps)} frame-rate targets on "
-              f"{spec.board} -> {out}", flush=True)
-        results = run_sweep(spec, out, data, args.cluster, args.workers)
+        log = logged(lambda *a: print(*a, flush=True), out / "sweep.log")
+        log(f"sweep {spec.name}: {len(spec.points)} option sets x {len(spec.fps)} frame-rate targets on "
+            f"{spec.board} -> {out}")
+        results = run_sweep(spec, out, data, args.cluster, args.workers, log=log)
         table = rows(results)
         write_table(table, out / "table.csv")
         plot(table, out, spec.board)
         text = findings(table, next(iter(spec.points)))
         (out / "findings.md").write_text(text)
-    print(text + f"-> {out / 'table.csv'}, {out / 'pareto_lut.png'}, {out / 'pareto_fps.png'}, {out / 'findings.md'}")
+        log(text + f"-> {out / 'table.csv'}, {out / 'pareto_lut.png'}, {out / 'pareto_fps.png'}, {out / 'findings.md'}")
     return 0
 
 

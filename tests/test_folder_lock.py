@@ -102,12 +102,13 @@ def test_a_folder_the_project_did_not_make_is_never_written_into(tmp_path, comma
 
 def test_a_simulation_never_writes_into_a_folder_it_did_not_make(built, tmp_path):
     from common.folder_lock import NotOurs
-    from sim.run import simulate
+    from sim.run import SimOptions, simulate
     mine = tmp_path / "mine"
     (mine / "work").mkdir(parents=True)
     (mine / "work" / "keep.txt").write_text("mine")
     with pytest.raises(NotOurs, match="is not a simulation output folder this project made"):
-        simulate(built, "python", n=10, out=mine, log=lambda *a: None)
+        simulate(built, "python", 10, options=SimOptions(out=mine), log=lambda *a: None)
     assert (mine / "work" / "keep.txt").read_text() == "mine"
-    simulate(built, "python", n=10, out=tmp_path / "new", log=lambda *a: None)
-    simulate(built, "python", n=10, out=tmp_path / "new", log=lambda *a: None)  # ours now: written again
+    simulate(built, "python", 10, options=SimOptions(out=tmp_path / "new"), log=lambda *a: None)
+    # ours now: written again
+    simulate(built, "python", 10, options=SimOptions(out=tmp_path / "new"), log=lambda *a: None)

@@ -60,6 +60,16 @@ def test_bitstream_without_tools_is_refused_before_the_first_step(tiny_run, tiny
         assert (out / f).is_file(), f
 
 
+def test_the_build_keeps_its_own_log(tiny_build):
+    """build.log beside build_state.json: every line the build printed, each with its time."""
+    import re
+    out, _ = tiny_build
+    lines = (out / "build.log").read_text().splitlines()
+    steps = [line for line in lines if re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  \[ ?\d+/\d+\] ", line)]
+    assert [line.split("] ")[1].split()[0] for line in steps] == json.loads((out / "build_state.json").read_text())["done"]
+    assert any("all stages agree" in line or "verification" in line for line in lines), lines[-5:]
+
+
 def test_estimates_are_against_the_board(tiny_build):
     out, _ = tiny_build
     est = json.loads((out / "report" / "estimates.json").read_text())
@@ -364,3 +374,12 @@ def test_a_refused_data_dir_leaves_nothing_beside_out(tmp_path, capsys):
                   "--out", str(tmp_path / "b")])
     assert rc == 2 and "mnist.npz not found" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_output_a_step_hands_on_is_restored_on_start_step_or_refused_by_name(tmp_path):
+    """--start-step reads back what earlier steps wrote, driven by the STEPS table: every `writes` entry has a
+    reader; one without is refused naming the field and the step, never skipped."""
+    from hw_build.steps import RESTORERS, STEPS, TOOL_STEPS, restore
+    assert {s.writes for s in STEPS + TOOL_STEPS if s.writes} <= set(RESTORERS)
+    with pytest.raises(BuildError, match="cannot restore 'floorplan', which step place writes"):
+        restore(object(), "floorplan", "place")

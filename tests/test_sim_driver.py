@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import DATA, ROOT, missing_prerequisite
 
-from sim.run import SimError, simulate
+from sim.run import SimError, SimOptions, simulate
 from sim.verilator import hw_to_python_order
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.finn]
@@ -21,7 +21,8 @@ def test_python_mode_matches_brevitas_on_real_images(built):
     r = simulate(built, "python", 200, str(DATA), log=lambda *a: None)
     assert r["images"] == 200 and r["agreement_with_brevitas_pct"] == 100.0
     assert set(r["layer_modes"].values()) == {"python"}
-    f = simulate(built, "finn", 40, str(DATA), workers=2, log=lambda *a: None)  # FINN's own execution agrees
+    # FINN's own execution agrees
+    f = simulate(built, "finn", 40, str(DATA), SimOptions(workers=2), log=lambda *a: None)
     assert f["agreement_with_brevitas_pct"] == 100.0 and f["batch_size"] == 1
 
 
@@ -59,7 +60,7 @@ def test_cppsim_layers_that_do_not_compile_are_named_and_refused(built, tmp_path
     (fake / "flatten.hpp").write_text("// no flatten\n")
     monkeypatch.setenv("FINN_HLSLIB", str(fake))
     with pytest.raises(SimError, match="no HLS layer compiled .*first error: .*error:"):
-        simulate(built, "cppsim", 2, str(DATA), out=tmp_path / "sim", log=lambda *a: None)
+        simulate(built, "cppsim", 2, str(DATA), SimOptions(out=tmp_path / "sim"), log=lambda *a: None)
     assert (fake / "flatten.hpp").read_text() == "// no flatten\n"  # the checkout is never changed
 
 
@@ -159,8 +160,8 @@ def test_every_hls_layer_in_cppsim_is_bit_exact(built):
 
 def test_batch_size_beyond_memory_is_refused_before_any_work(built):
     with pytest.raises(SimError, match=r"--batch-size 1000000000 needs about .* GiB.*use --batch-size \d+"):
-        simulate(built, "python", 10, str(DATA), log=lambda *a: None, batch_size=10**9)
-    r = simulate(built, "python", 30, str(DATA), log=lambda *a: None, batch_size=7)  # batches of 7: same result
+        simulate(built, "python", 10, str(DATA), SimOptions(batch_size=10**9), log=lambda *a: None)
+    r = simulate(built, "python", 30, str(DATA), SimOptions(batch_size=7), log=lambda *a: None)  # batches of 7
     assert r["batch_size"] == 7 and r["agreement_with_brevitas_pct"] == 100.0 and r["peak_rss_mib"] > 0
 
 
