@@ -66,7 +66,8 @@ def test_the_build_keeps_its_own_log(tiny_build):
     out, _ = tiny_build
     lines = (out / "build.log").read_text().splitlines()
     steps = [line for line in lines if re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  \[ ?\d+/\d+\] ", line)]
-    assert [line.split("] ")[1].split()[0] for line in steps] == json.loads((out / "build_state.json").read_text())["done"]
+    done = json.loads((out / "build_state.json").read_text())["done"]
+    assert [line.split("] ")[1].split()[0] for line in steps] == done
     assert any("all stages agree" in line or "verification" in line for line in lines), lines[-5:]
 
 
