@@ -80,6 +80,33 @@ class BuildFolder:
     def sha256(path: Path) -> str:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
+    def own_checkpoint(self, state: dict) -> Path:
+        """The build's own copy of its checkpoint, in this folder wherever the folder now is (build_state.json
+        names it relative to the folder; older builds recorded an absolute path: its name is the same)."""
+        return self.root / Path(state["checkpoint"]).name
+
     def checkpoint_unchanged(self, state: dict) -> bool:
-        ck = Path(state["checkpoint"])
+        ck = self.own_checkpoint(state)
         return ck.is_file() and self.sha256(ck) == state["checkpoint_sha256"]
+
+    def built_at(self, state: dict) -> str | None:
+        """Where the folder was when it was built (FINN's models name files there by absolute path)."""
+        return (state.get("config") or {}).get("out")
+
+    def relocate(self, model, state: dict):
+        """A model of this build with every path that named the folder where it was built (FINN's code and IP
+        folders, the partitions' model files) naming this folder: a moved or copied build reads its own files."""
+        old = self.built_at(state)
+        if not old or Path(old) == self.root:
+            return model
+        old = str(Path(old))
+        for node in model.graph.node:
+            for a in node.attribute:
+                if a.type == a.STRING and a.s.decode(errors="replace").startswith(old + "/"):
+                    a.s = (str(self.root) + a.s.decode()[len(old):]).encode()
+        return model
+
+    def load_model(self, path: Path, state: dict):
+        """A saved model of this build, relocated (relocate)."""
+        from qonnx.core.modelwrapper import ModelWrapper
+        return self.relocate(ModelWrapper(str(path)), state)

@@ -240,7 +240,7 @@ def _start_state(plan: Plan, ck_path: Path, target_fps) -> dict:
     kept = plan.folder.read_state() if plan.previous is not None else None
     first = names.index(plan.steps[0].name)  # a step of the earlier run that this run does not have is dropped
     done = [n for n in (kept or {}).get("done", []) if n in names and names.index(n) < first]
-    return {**record, "source_checkpoint": record["config"]["checkpoint"], "checkpoint": str(ck_path),
+    return {**record, "source_checkpoint": record["config"]["checkpoint"], "checkpoint": ck_path.name,
             "checkpoint_sha256": record["inputs_sha256"]["checkpoint"], "board": plan.board.name,
             "clock_ns": hw.clock_ns, "folding": record["config"]["folding"],
             "specialize": record["config"]["specialize"], "max_utilization_pct": hw.max_utilization,
@@ -253,12 +253,11 @@ def _resume(ctx: Context, plan: Plan, log):
     """--start-step: the saved model, and the Context fields earlier steps wrote, read back."""
     if plan.previous is None:
         return None
-    from qonnx.core.modelwrapper import ModelWrapper
     for s in plan.every[:plan.names.index(plan.steps[0].name)]:
         if s.writes:
             restore(ctx, s.writes, s.name)
     log(f"resuming at {plan.steps[0].name} from {plan.previous}")
-    return ModelWrapper(str(plan.previous))
+    return plan.folder.load_model(plan.previous, plan.folder.read_state())
 
 
 def _report(ctx: Context, folder: BuildFolder, log) -> None:
@@ -317,8 +316,8 @@ def replay_config(build_dir: Path) -> HwConfig:
                          f"build it again with python -m hw_build --checkpoint {state.get('source_checkpoint', '...')} "
                          f"--board {state.get('board', '...')} --out {build_dir}")
     hw = HwConfig.from_state(state["config"], folder.state_file)
-    if not Path(hw.checkpoint).is_file() and Path(state.get("checkpoint", "")).is_file():
-        hw.checkpoint = Path(state["checkpoint"])  # the source moved: the build folder's own copy
+    if not Path(hw.checkpoint).is_file() and "checkpoint" in state and folder.own_checkpoint(state).is_file():
+        hw.checkpoint = folder.own_checkpoint(state)  # the source moved: the build folder's own copy
     return hw
 
 

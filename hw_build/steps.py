@@ -60,8 +60,7 @@ class Step:
 
 
 def _read_parent(ctx: Context):
-    from qonnx.core.modelwrapper import ModelWrapper
-    return ModelWrapper(str(ctx.folder.parent_model))
+    return ctx.folder.load_model(ctx.folder.parent_model, ctx.folder.read_state())
 
 
 # --start-step: how each Context field a step `writes` is read back from the build folder

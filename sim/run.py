@@ -53,20 +53,19 @@ class Build:
             raise SimError(f"the build in {folder.root} stopped before hw_codegen ({state.get('done', [])[-1:]}); "
                            f"run it again to completion")
         if not folder.checkpoint_unchanged(state):
-            raise SimError(f"the checkpoint of the build in {folder.root} ({state['checkpoint']}) is missing or "
-                           f"changed since the build; build again")
+            raise SimError(f"the checkpoint of the build in {folder.root} ({folder.own_checkpoint(state)}) is "
+                           f"missing or changed since the build; build again")
         from hw_build import finn_env
         finn_env.setup(folder.finn_tmp)
-        from qonnx.core.modelwrapper import ModelWrapper
-        return cls(folder, state, ModelWrapper(str(folder.last_stage("hw_codegen"))),
-                   ModelWrapper(str(folder.parent_model)), folder.estimates())
+        return cls(folder, state, folder.load_model(folder.last_stage("hw_codegen"), state),
+                   folder.load_model(folder.parent_model, state), folder.estimates())
 
 
 def reference_and_images(build: Build, n: int, data_dir: str = ""):
     """Test images, labels and the Brevitas model's top-1 for the build's checkpoint."""
     from training.checkpoint import load, predict
     from training.data import DATASETS, make_splits
-    model, cfg, _ = load(Path(build.state["checkpoint"]))
+    model, cfg, _ = load(build.folder.own_checkpoint(build.state))
     s = make_splits(cfg.dataset, data_dir or cfg.data_dir, train_limit=1, test_limit=max(n, 0))
     expected = build.parent.get_tensor_shape(build.parent.graph.input[0].name)
     chw = DATASETS[cfg.dataset].chw
@@ -333,7 +332,7 @@ def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str =
     top1, layers = run_graph(build, images, mode, min(workers, os.cpu_count() or 1), out / "work", log, batch_size)
     wall = time.time() - t0
     report = {
-        "build": str(build.folder.root), "checkpoint": build.state["checkpoint"], "mode": mode,
+        "build": str(build.folder.root), "checkpoint": str(build.folder.own_checkpoint(build.state)), "mode": mode,
         "images": int(len(images)),
         "accuracy_pct": float(100 * (top1 == labels).mean()),
         "brevitas_accuracy_pct": float(100 * (ref_top1 == labels).mean()),

@@ -201,3 +201,28 @@ def test_a_build_interrupted_or_killed_at_each_phase_continues_from_what_it_kept
     assert json.loads((out / "build_state.json").read_text())["done"][-1] == "folding"
     r = _run("-m", "hw_build", "--replay", out, "--start-step", "minimize_bit_width")
     assert r.returncode == 0 and (out / "report" / "estimates.json").is_file(), r.stderr[-1500:]
+
+
+# ---- moved and copied build folders ------------------------------------------------------------------------
+@pytest.mark.needs_data
+@pytest.mark.slow
+def test_a_moved_or_copied_build_reads_only_its_own_files(built, tmp_path):
+    """mv and cp -a of a build folder: the simulator (python, and Verilator on the RTL the build generated),
+    the driver's sim backend and a --start-step resume all run from the folder's own files; a copy whose
+    original is gone still runs, so it never read the original's."""
+    moved = tmp_path / "moved"
+    shutil.copytree(built, tmp_path / "orig", symlinks=True)
+    (tmp_path / "orig").rename(moved)
+    for mode in ("python", "rtlsim"):
+        r = _run("-m", "sim", "--build", moved, "--mode", mode, "-n", 5)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, (mode, r.stderr[-1500:])
+    r = _run(ROOT / "driver" / "infer.py", "--backend", "sim", "--package", moved / "deploy", "-n", 5, "--no-progress")
+    assert r.returncode == 0 and "accuracy" in r.stdout, r.stderr[-1500:]
+    copy = tmp_path / "copy"
+    shutil.copytree(moved, copy, symlinks=True)
+    shutil.rmtree(moved)  # the original gone: the copy must not need it
+    r = _run("-m", "sim", "--build", copy, "--mode", "rtlsim", "-n", 5)
+    assert r.returncode == 0, r.stderr[-1500:]
+    r = _run("-m", "hw_build", "--replay", copy, "--start-step", "estimates")
+    assert r.returncode == 0 and "resuming at estimates" in r.stdout, r.stderr[-1500:]
+    assert not any(str(moved) in line for line in (copy / "build.log").read_text().splitlines()[-40:])

@@ -30,7 +30,7 @@ def bench_build(build_dir: Path, n: int, batch_size: int | None, finn_images: in
     build = Build.load(build_dir)
     batch_size = resolve_batch_size(build, "python", batch_size)
     images, labels, _, _ = reference_and_images(build, n, data_dir)
-    model, _, _ = load(Path(build.state["checkpoint"]))
+    model, _, _ = load(build.folder.own_checkpoint(build.state))
     x = torch.from_numpy(images)
     t0 = time.time()
     ref = predict(model, x).argmax(1).numpy()
@@ -43,7 +43,8 @@ def bench_build(build_dir: Path, n: int, batch_size: int | None, finn_images: in
     finn_top1 = run_graph(build, images[:k], "finn")[0] if k else np.zeros(0, int)
     t_finn = time.time() - t0
     cpp = cppsim(build_dir, cppsim_images, data_dir)
-    return {"build": str(build_dir), "checkpoint": build.state["checkpoint"], "images": int(len(images)),
+    return {"build": str(build_dir), "checkpoint": str(build.folder.own_checkpoint(build.state)),
+            "images": int(len(images)),
             "brevitas_inference_s": round(t_brevitas, 1), "python_sim_s": round(t_python, 1),
             "ratio": round(t_python / t_brevitas, 2), "python_images_per_s": round(len(images) / t_python, 1),
             "finn_images_per_s": round(k / t_finn, 1) if k else None,
