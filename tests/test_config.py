@@ -120,3 +120,19 @@ def test_renamed_8bit_keys_are_still_read(tmp_path, capsys):
     assert args.first_layer_8bit == "true"
     recorded = TrainConfig.from_dict({"model": "lenet5", "l1_fp": True}, str(tmp_path / "last.pt"))
     assert recorded.first_layer_8bit and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("line, needle", [
+    ("tern_weights: 0011", "tern_weights: 0011 is read by YAML as the number 9, not as written; quote it "
+                           "(tern_weights: '0011')"),
+    ("seed: 010", "seed: 010 is read by YAML as the number 8"),
+])
+def test_a_value_yaml_reads_otherwise_is_named_as_written(tmp_path, line, needle):
+    from training.config import ConfigError, load_preset
+    preset = tmp_path / "p.yml"
+    preset.write_text(f"model: lenet5\n{line}  # as a user writes it\n")
+    with pytest.raises(ConfigError) as e:
+        load_preset(preset)
+    assert needle in str(e.value)
+    preset.write_text("model: lenet5\ntern_weights: '0011'\nseed: 10\nlr: 1e-3\naugment: yes\n")
+    assert load_preset(preset)["tern_weights"] == "0011"

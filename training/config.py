@@ -263,7 +263,37 @@ def load_preset(path: str | Path) -> dict:
     if unknown:
         raise ConfigError(f"preset {path}: unknown key(s) {', '.join(unknown)}; "
                           f"known keys: {', '.join(FIELDS)}")
+    raw = _raw_scalars(path)
+    for k, v in data.items():
+        _check_yaml_reading(k, v, raw.get(k), path)
     return {k: coerce(FIELDS[k], v, str(path)) for k, v in data.items()}
+
+
+def _raw_scalars(path: Path) -> dict:
+    """The text written after each top-level `key:` of a YAML file (comments and quotes as written)."""
+    import re
+    found = {}
+    for line in Path(path).read_text(errors="replace").splitlines():
+        m = re.match(r"^(\w+):[ \t]*(.*?)[ \t]*(?:[ \t]#.*)?$", line)
+        if m and m[2]:
+            found[m[1]] = m[2]
+    return found
+
+
+def _check_yaml_reading(key: str, value, raw: str | None, path: Path) -> None:
+    """A value YAML turned into something other than what was written is refused with the text as written and
+    how to quote it: for a text option, anything YAML read as a number or true/false that does not print as
+    written (tern_weights: 0011 is the octal number 9; name: no is false); for a number, a leading zero (seed:
+    010 is 8)."""
+    if raw is None or isinstance(value, str) or raw.startswith(("'", '"', "[", "{")) or key not in FIELDS:
+        return
+    text_option = _type_of(FIELDS[key]) is str
+    octal = not isinstance(value, bool) and len(raw.lstrip("+-")) > 1 and raw.lstrip("+-")[0] == "0" \
+        and raw.lstrip("+-")[1].isdigit()
+    if (text_option and str(value) != raw) or octal:
+        kind = "true/false" if isinstance(value, bool) else f"the number {value!r}"
+        raise ConfigError(f"preset {path}: {key}: {raw} is read by YAML as {kind}, not as written; quote it "
+                          f"({key}: '{raw}') or write the value plainly")
 
 
 def resolve(preset: str | None, overrides: dict, overrides_source: str = "command line") -> tuple[TrainConfig, set]:
