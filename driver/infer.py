@@ -141,7 +141,8 @@ def open_accelerator(pkg: Path, settings: dict, bitfile: Path, batch: int, emula
         for f in (bitfile, bitfile.with_suffix(".hwh")):
             if not f.is_file():
                 raise InferError(f"{f} not found: build the bitstream with 'make bitstream' (needs Vivado) and copy "
-                                 f"the whole deploy/ folder to the board")
+                                 f"the whole deploy/ folder to the board; without a bitstream, --backend sim runs "
+                                 f"the same package on the build's simulation")
     try:
         import pynq  # noqa: F401
     except ImportError:

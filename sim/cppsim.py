@@ -97,8 +97,18 @@ def hlslib_for_build(lib: Path, work: Path) -> Path:
     return overlay
 
 
+def vitis_hls_headers_problem() -> str | None:
+    """$XILINX_HLS set to a folder without Vitis HLS's headers (include/ap_int.h): named, not blamed on
+    finn-hlslib when the compile then fails."""
+    hls = os.environ.get("XILINX_HLS")
+    if hls and not (Path(hls) / "include" / "ap_int.h").is_file():
+        return (f"$XILINX_HLS={hls} has no include/ap_int.h (Vitis HLS's headers): source Vitis HLS's "
+                f"settings64.sh, or unset XILINX_HLS to use the hls4ml headers")
+    return None
+
+
 def cppsim_available() -> bool:
-    if hlslib_dir() is None or shutil.which("g++") is None:
+    if hlslib_dir() is None or shutil.which("g++") is None or vitis_hls_headers_problem():
         return False
     return bool(os.environ.get("XILINX_HLS")) or ap_types_dir() is not None
 
@@ -113,6 +123,8 @@ def cppsim_requirements() -> str:
                        "GitHub is reachable)")
     if not os.environ.get("XILINX_HLS") and ap_types_dir() is None:
         missing.append("HLS headers: Vitis HLS ($XILINX_HLS), or the hls4ml wheel's ap_types (make setup installs it)")
+    if vitis_hls_headers_problem():
+        missing.append(vitis_hls_headers_problem())
     if shutil.which("g++") is None:
         missing.append("g++")
     return ("cppsim cannot run here: missing " + "; and ".join(missing)

@@ -73,7 +73,7 @@ CASES = [
     (T, "x --params {d}/bad.yml --results {o}", 2, "bad.yml"),
     (T, "x --params {d}/unknown.yml --results {o}", 2, "learning_rate"),
     (T, "x --params configs/lenet5_binary.yml --results {d}/a_file/sub", 2,
-     "a_file is not a directory; give --results"),
+     "a_file is a file, not a folder, so {d}/a_file/sub cannot be made; give --results"),
     (T, "x", 2, "--params"),
     (T, "--inference", 2, "--model-path"),
     (T, "--inference --model-path {d}/missing", 2, "missing"),
@@ -138,9 +138,9 @@ CASES = [
 ]
 
 
-def _main(cmd):
+def _main(cmd, monkeypatch):
     if cmd == D:
-        sys.path.insert(0, str(ROOT / "driver"))
+        monkeypatch.syspath_prepend(str(ROOT / "driver"))
         import infer
         return infer.main
     return importlib.import_module(f"{cmd}.__main__").main
@@ -153,7 +153,7 @@ def test_bad_input_gets_one_line_and_its_exit_code(cmd, args, code, words, input
     out = tmp_path / "must_not_exist"
     argv, words = args.format(d=inputs, o=out).split(), words.format(d=inputs, o=out)
     before = sorted(p.name for p in inputs.iterdir())
-    rc = _main(cmd)(argv)
+    rc = _main(cmd, monkeypatch)(argv)
     err = capsys.readouterr().err.strip()
     assert rc == code, err
     lines = err.splitlines()

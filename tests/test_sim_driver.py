@@ -183,17 +183,24 @@ def test_sim_refuses_images_of_another_shape(built):
         check_images_fit(Build.load(built), np.zeros((2, 3, 32, 32), np.uint8))
 
 
-def test_board_backend_names_missing_bitfile(built):
-    sys.path.insert(0, str(ROOT / "driver"))
+def test_board_backend_names_missing_bitfile(built, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "driver"))
     import infer
     settings = json.loads((built / "deploy" / "settings.json").read_text())["driver_information"]
-    with pytest.raises(infer.InferError, match="finn-accel.bit not found: build the bitstream"):
+    with pytest.raises(infer.InferError, match="finn-accel.bit not found: build the bitstream.*--backend sim runs"):
         infer.open_accelerator(built / "deploy", settings, built / "deploy" / "bitfile" / "finn-accel.bit", 4, False)
 
 
-def test_driver_packing_is_finns(rng=np.random.default_rng(0)):
+def test_cppsim_names_an_xilinx_hls_without_headers(monkeypatch, tmp_path):
+    from sim.cppsim import cppsim_available, cppsim_requirements
+    monkeypatch.setenv("XILINX_HLS", str(tmp_path))
+    assert not cppsim_available()
+    assert f"$XILINX_HLS={tmp_path} has no include/ap_int.h" in cppsim_requirements()
+
+
+def test_driver_packing_is_finns(monkeypatch, rng=np.random.default_rng(0)):
     """driver/accel.py packs and unpacks exactly as FINN's data_packing (reverse_inner, reverse_endian)."""
-    sys.path.insert(0, str(ROOT / "driver"))
+    monkeypatch.syspath_prepend(str(ROOT / "driver"))
     from accel import pack, unpack
     from finn.util.data_packing import finnpy_to_packed_bytearray, packed_bytearray_to_finnpy
     from qonnx.core.datatype import DataType
@@ -245,7 +252,7 @@ def test_deploy_package_runs_on_a_stock_pynq_python(built, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.verilator
-def test_uram_weights_are_written_at_start_by_the_driver(tmp_path):
+def test_uram_weights_are_written_at_start_by_the_driver(tmp_path, monkeypatch):
     """A layer with URAM weights (UltraScale+: runtime-writable, URAM has no bitstream init): FINN writes its
     weight file, the package carries it, the real driver writes it over AXI-lite before the first image,
     and the emulated board refuses to compute before that."""
@@ -270,9 +277,9 @@ def test_uram_weights_are_written_at_start_by_the_driver(tmp_path):
     assert s.returncode == 0, s.stderr
     ra, rb = (json.loads((pkg / f"report_{b}.json").read_text()) for b in ("emulated", "sim"))
     assert ra["correct"] == rb["correct"]
-    sys.path.insert(0, str(ROOT / "sim" / "pynq_standin"))
+    monkeypatch.syspath_prepend(str(ROOT / "sim" / "pynq_standin"))
     import pynq
-    os.environ["BNN_FABRIC"] = json.dumps({"argv": [sys.executable, "-c", "pass"]})  # never reached
+    monkeypatch.setenv("BNN_FABRIC", json.dumps({"argv": [sys.executable, "-c", "pass"]}))  # never reached
     board = pynq.Overlay(str(pkg / "bitfile" / "finn-accel.bit"))
     port = next(getattr(board, k) for k in board.ip_dict if k.startswith("StreamingDataflowPartition"))
     assert port.mmio.written == 0  # a fresh board: no weights yet, and it refuses to compute
@@ -289,8 +296,8 @@ def test_the_emulated_board_fails_a_driver_that_breaks_pynq_rules(built, monkeyp
     """The stand-in pynq keeps the board's rules, so a driver that breaks one gets what it would get on the
     board: a cacheable buffer not flushed is stale for the DMA (the previous batch's classes come back),
     a numpy integer written to a register is refused, a design that never finishes ends in the timeout."""
-    sys.path.insert(0, str(ROOT / "sim" / "pynq_standin"))
-    sys.path.insert(0, str(ROOT / "driver"))
+    monkeypatch.syspath_prepend(str(ROOT / "sim" / "pynq_standin"))
+    monkeypatch.syspath_prepend(str(ROOT / "driver"))
     import accel
     import pynq
     pkg = built / "deploy"
@@ -311,8 +318,8 @@ def test_the_emulated_board_fails_a_driver_that_breaks_pynq_rules(built, monkeyp
         acc.execute(x[:8])
 
 
-def test_driver_checks_the_board_it_runs_on():
-    sys.path.insert(0, str(ROOT / "driver"))
+def test_driver_checks_the_board_it_runs_on(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "driver"))
     import infer
     infer.check_board("Pynq-Z1", "Pynq-Z1")
     infer.check_board("Pynq-Z1", None)  # not a PYNQ image: nothing to compare
@@ -322,8 +329,8 @@ def test_driver_checks_the_board_it_runs_on():
 
 def test_driver_refuses_a_package_without_its_runtime_weights(tmp_path, monkeypatch):
     """accel.py: an accelerator with runtime-writable weights and no weight files is refused by name."""
-    sys.path.insert(0, str(ROOT / "sim" / "pynq_standin"))
-    sys.path.insert(0, str(ROOT / "driver"))
+    monkeypatch.syspath_prepend(str(ROOT / "sim" / "pynq_standin"))
+    monkeypatch.syspath_prepend(str(ROOT / "driver"))
     import accel
     io = {"idt": ["DataType['UINT8']"], "odt": ["DataType['UINT8']"], "ishape_normal": [[1, 4]],
           "ishape_folded": [[1, 1, 4]], "ishape_packed": [[1, 1, 4]], "oshape_normal": [[1, 1]],
