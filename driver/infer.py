@@ -18,21 +18,13 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
-
-
-class InferError(RuntimeError):
-    """Bad input (exit 2) or missing hardware or pynq (exit 3); the message names the problem and the fix.
-    The project's error contract (common/errors.py), kept here so that driver/ needs nothing else."""
-
-    def __init__(self, message: str, exit_code: int = 2):
-        super().__init__(message)
-        self.exit_code = exit_code
+sys.path.insert(0, str(HERE))  # its parts beside it: the package's folder on the board, driver/ here
+from infer_backends import check_board, open_accelerator, run_overlay, run_sim  # noqa: E402,F401  (the API)
+from infer_errors import InferError  # noqa: E402
+from infer_package import build_folder, load_package  # noqa: E402
 
 
 def parser():
@@ -61,38 +53,6 @@ def parser():
     return p
 
 
-def _read_json(path: Path, key: str = "") -> dict:
-    """A package file: UTF-8 JSON holding a mapping (with `key`), else one line naming the file (the project's
-    read_user_file, mirrored: driver/ runs alone on the board)."""
-    fix = "copy the package again from the build's deploy/ folder (make build / make bitstream)"
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise InferError(f"{path} is not valid JSON text ({' '.join(str(e).split())[:120]}); {fix}") from None
-    if not isinstance(data, dict) or (key and not isinstance(data.get(key), dict)):
-        raise InferError(f"{path} is not a deployment package's {path.name}{f' (no {key})' if key else ''}; {fix}")
-    return data
-
-
-def load_package(pkg: Path, n: int):
-    for f in ("settings.json", "data/test_x.npy", "data/test_y.npy"):
-        if not (pkg / f).is_file():
-            raise InferError(f"{pkg / f} not found: --package must be a deployment package "
-                             f"(build/<model>_<board>/deploy, made by 'make build' / 'make bitstream')")
-    settings = _read_json(pkg / "settings.json", "driver_information")["driver_information"]
-    info = _read_json(pkg / "package.json") if (pkg / "package.json").is_file() else {}
-    x, y = np.load(pkg / "data" / "test_x.npy"), np.load(pkg / "data" / "test_y.npy")
-    if n:
-        x, y = x[:n], y[:n]
-    want = tuple(settings["io_shape_dict"]["ishape_normal"][0][1:])
-    if x.shape[1:] != want or x.dtype != np.uint8:
-        raise InferError(f"test images are {x.dtype}{list(x.shape[1:])} but the accelerator takes uint8{list(want)} "
-                         f"(NHWC): the data does not fit this model")
-    if len(x) != len(y):
-        raise InferError(f"{len(x)} images but {len(y)} labels in {pkg / 'data'}")
-    return settings, info, x, y
-
-
 def progress(total, enabled):
     try:
         from tqdm import tqdm
@@ -114,97 +74,6 @@ def progress(total, enabled):
                 if enabled:
                     print(file=sys.stderr)
         return Bar()
-
-
-def build_folder(pkg: Path, given: Path | None) -> Path:
-    """The build folder the simulation backends run: given, or the one holding the package."""
-    build = (given or pkg.parent).resolve()
-    if not (build / "build_state.json").is_file():
-        raise InferError(f"{build} is not a build folder (no build_state.json): --backend sim and emulated run the "
-                         f"build's graph; give --build DIR (the folder python -m hw_build wrote)")
-    return build
-
-
-def open_accelerator(pkg: Path, settings: dict, bitfile: Path, batch: int, emulated: bool, sim_mode: str = "python",
-                     timeout_s: float = 60.0, build: Path | None = None):
-    """driver/accel.py's Accelerator (numpy + pynq only); emulated: on the stand-in pynq of sim/pynq_standin,
-    whose fabric is a simulator process in the project's environment."""
-    if emulated:
-        root = HERE.parent
-        if not (root / "sim" / "fabric.py").is_file():
-            raise InferError("--backend emulated runs from the project checkout: python driver/infer.py ...")
-        sys.path.insert(0, str(root / "sim" / "pynq_standin"))
-        os.environ["BNN_FABRIC"] = json.dumps({"argv": [sys.executable, "-m", "sim.fabric", str(build),
-                                                        "--mode", sim_mode],
-                                               "cwd": str(root)})
-    else:
-        for f in (bitfile, bitfile.with_suffix(".hwh")):
-            if not f.is_file():
-                raise InferError(f"{f} not found: build the bitstream with 'make bitstream' (needs Vivado) and copy "
-                                 f"the whole deploy/ folder to the board; without a bitstream, --backend sim runs "
-                                 f"the same package on the build's simulation")
-    try:
-        import pynq  # noqa: F401
-    except ImportError:
-        raise InferError("pynq is not importable: run on a PYNQ board image with its Python (PYNQ 3.x: "
-                         "'source /etc/profile.d/pynq_venv.sh' as root), or use --backend sim", 3) from None
-    sys.path.insert(0, str(HERE))
-    from accel import Accelerator, AccelError
-    try:
-        return Accelerator(bitfile, settings, pkg / "runtime_weights", batch_size=batch, timeout_s=timeout_s)
-    except AccelError as e:
-        raise InferError(str(e)) from None
-    except (MemoryError, RuntimeError) as e:
-        if "allocate" in str(e).lower() or isinstance(e, MemoryError):
-            raise InferError(f"could not allocate DMA buffers for a batch of {batch} images ({e}); "
-                             f"use a smaller --batch") from None
-        if "No Devices Found" in str(e):
-            raise InferError("no FPGA found by pynq: run on a PYNQ board (Pynq-Z1/Z2, ZCU104, KV260, AUP-ZU3) "
-                             "as root, or use --backend sim", 3) from None
-        raise
-
-
-def check_board(package_board: str | None, running: str | None) -> None:
-    """PYNQ images name their board in $BOARD; a bitfile for another part would not configure (or worse)."""
-    if package_board and running and package_board.lower().replace("-", "") != running.lower().replace("-", ""):
-        raise InferError(f"this package was built for {package_board}, and this board says it is {running} ($BOARD): "
-                         f"build for it (make bitstream BOARD={running}), or pass --any-board if the boards share "
-                         f"the part and pinout")
-
-
-def run_overlay(accel, x, batch, bar):
-    """Top-1 per image; the last partial batch runs on a smaller DMA transfer of the same buffers."""
-    out = np.empty(len(x), dtype=np.int64)
-    t0 = time.time()
-    for i in range(0, len(x), batch):
-        xb = x[i:i + batch]
-        if len(xb) < batch:
-            xb = np.concatenate([xb, np.zeros((batch - len(xb),) + xb.shape[1:], xb.dtype)])
-        res = accel.execute(xb)
-        out[i:i + batch] = np.asarray(res).reshape(batch, -1)[: min(batch, len(x) - i), 0]
-        bar.update(min(batch, len(x) - i))
-    total = time.time() - t0
-    accel.batch_size = 1
-    lat = []
-    for k in range(min(10, len(x))):
-        t = time.time()
-        accel.execute(x[k:k + 1])
-        lat.append(time.time() - t)
-    return out, total, float(np.median(lat))
-
-
-def run_sim(pkg: Path, build_dir: Path, n: int, mode: str, bar):
-    root = HERE.parent
-    if not (root / "sim" / "run.py").is_file():
-        raise InferError("--backend sim runs from the project checkout: python driver/infer.py --backend sim ...")
-    sys.path.insert(0, str(root))
-    from sim.run import Build, run_graph
-    build = Build.load(build_dir)
-    x = np.load(pkg / "data" / "test_x.npy")[: n or None].transpose(0, 3, 1, 2)
-    t0 = time.time()
-    top1 = run_graph(build, x, mode)[0]
-    bar.update(len(x))
-    return top1, time.time() - t0
 
 
 def main(argv=None) -> int:

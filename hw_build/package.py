@@ -1,7 +1,7 @@
 """The deployment package: the folder a user copies to the PYNQ board.
 
 deploy/
-  infer.py          the on-board command (driver/infer.py)
+  infer.py          the on-board command (driver/infer.py), with its parts infer_*.py beside it
   accel.py          the accelerator driver (driver/accel.py): numpy and pynq only, as on a stock PYNQ image
   settings.json     FINN's driver settings (shapes, data types, packing), from FINN's MakePYNQDriver
   package.json      model, board, clock, input layout, estimates
@@ -23,6 +23,9 @@ from common.paths import DRIVER
 
 from .build_folder import BuildFolder
 
+# what runs on the board: the command, its parts and the accelerator driver (numpy and pynq only)
+DRIVER_FILES = ("infer.py", "infer_errors.py", "infer_package.py", "infer_backends.py", "accel.py")
+
 
 def write_package(folder: BuildFolder, hw, train_cfg, board, estimates: dict) -> Path:
     """deploy/ from FINN's driver settings in driver_settings/ and the test set."""
@@ -30,7 +33,7 @@ def write_package(folder: BuildFolder, hw, train_cfg, board, estimates: dict) ->
     deploy, settings = folder.deploy, folder.driver_settings / "settings.json"
     (deploy / "data").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(settings, deploy / "settings.json")
-    for f in ("infer.py", "accel.py"):  # driver/ is exactly what runs on the board
+    for f in DRIVER_FILES:  # driver/ is exactly what runs on the board
         shutil.copyfile(DRIVER / f, deploy / f)
     runtime = folder.driver_settings / "runtime_weights"
     if runtime.is_dir():
