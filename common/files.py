@@ -2,11 +2,14 @@
 is written to a temporary file beside it and renamed over it."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
 
 
 @contextmanager
@@ -21,6 +24,13 @@ def atomic_path(path):
         yield Path(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno not in FULL_OR_READ_ONLY:
+            raise
+        from .errors import UserError
+        raise UserError(f"{path} could not be written ({e.strerror}); what was there before is kept: free space "
+                        f"on that disk (or raise its quota) or write to another folder, then run the same command "
+                        f"again") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

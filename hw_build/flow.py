@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common.errors import ToolError
+from common.errors import ToolError, UserError
 from common.faults import fault_point
-from common.files import logged, require_destination
+from common.files import FULL_OR_READ_ONLY, logged, require_destination
 from common.folder_lock import FolderLock
 
 from . import finn_env
@@ -199,6 +199,12 @@ def _build(plan: Plan, log) -> Context:
         if isinstance(e, KeyboardInterrupt):
             state["stopped_at"] = name
             log(f"\ninterrupted in step {name}: {_continue_text(hw, out, name, work is folder, plan.every)}")
+        full = _disk_error(e)
+        if full is not None:  # a full disk, a quota or a file-size limit: the user's to fix, nothing lost
+            state["stopped_at"] = name
+            raise UserError(f"{name}: writing {full.filename or out} failed ({full.strerror}): free space on that "
+                            f"disk (or raise its quota); {_continue_text(hw, out, name, work is folder, plan.every)}"
+                            ) from None
         raise
     finally:
         if work is not folder:  # refused at the folding step: --out stays as it was
@@ -210,6 +216,15 @@ def _build(plan: Plan, log) -> Context:
             log("\n" + ctx.verifier.summary())
     _report(ctx, folder, log)
     return ctx
+
+
+def _disk_error(e: BaseException) -> OSError | None:
+    """The OSError of a full disk (or quota, or file-size limit) behind `e`, however FINN or onnx wrapped it."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in FULL_OR_READ_ONLY:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _continue_text(hw, out: Path, name: str | None, kept: bool, every: list[Step]) -> str:

@@ -72,6 +72,7 @@ CASES = [
     (T, "x --params {d}/nomodel.yml --results {o}", 2, "nomodel.yml does not name its model"),
     (T, "x --params {d}/bad.yml --results {o}", 2, "bad.yml"),
     (T, "x --params {d}/unknown.yml --results {o}", 2, "learning_rate"),
+    (T, "../../escape --params configs/lenet5_binary.yml --results {o}", 2, "run name '../../escape' becomes"),
     (T, "x --params configs/lenet5_binary.yml --results {d}/a_file/sub", 2,
      "a_file is a file, not a folder, so {d}/a_file/sub cannot be made; give --results"),
     (T, "x", 2, "--params"),

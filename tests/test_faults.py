@@ -226,3 +226,31 @@ def test_a_moved_or_copied_build_reads_only_its_own_files(built, tmp_path):
     r = _run("-m", "hw_build", "--replay", copy, "--start-step", "estimates")
     assert r.returncode == 0 and "resuming at estimates" in r.stdout, r.stderr[-1500:]
     assert not any(str(moved) in line for line in (copy / "build.log").read_text().splitlines()[-40:])
+
+
+# ---- a full disk (a file-size limit: the same ENOSPC-like failure for every write) -------------------------
+def _limited(limit_bytes: int, *args):
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=600, preexec_fn=limit)
+
+
+@pytest.mark.needs_data
+def test_a_full_disk_is_one_line_and_keeps_what_was_written(tmp_path):
+    """Writes that fail for want of space (here RLIMIT_FSIZE: a checkpoint or an ONNX file cannot grow past
+    300 kB) end the command with one line naming the file and the fix, exit 2; the files written before stay
+    whole (each checkpoint is written atomically)."""
+    r = _limited(300_000, "-m", "training", "x", "--params", "configs/lenet5_binary.yml", *TINY,
+                 "--results", tmp_path / "t")
+    err = _one_line(r, 2, "could not be written", "what was there before is kept", "free space")
+    run = _run_dir(tmp_path / "t")
+    assert str(run) in err and not list(run.glob(".*.part"))
+    import torch
+    for ck in run.glob("*.pt"):
+        torch.load(ck, weights_only=False)  # whole
+    r = _limited(1_500_000, "-m", "hw_build", "--checkpoint", "pretrained/lenet5/binary", "--verify-images", 10,
+                 "--stop-after", "estimates", "--out", tmp_path / "b")
+    _one_line(r, 2, "failed (File too large): free space on that disk", str(tmp_path / "b"))

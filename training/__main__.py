@@ -37,6 +37,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_run_id(run_id: str) -> None:
+    """A run name becomes a folder under --results: one plain name, never a path out of it."""
+    import re
+    if run_id and (not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", run_id) or ".." in run_id):
+        raise ConfigError(f"run name {run_id!r} becomes the folder RESULTS/{run_id}: give one plain name (letters, "
+                          f"digits, . _ + -; no '/' or '..'), e.g. lenet5_try2")
+
+
 def main(argv=None) -> int:
     """The command under the project's error contract (common/errors.py)."""
     return cli(_main, argv)
@@ -98,6 +106,7 @@ def _main(argv=None) -> int:
             return 0
         if not args.params and not overrides:
             raise ConfigError("give a preset with --params configs/<model>_<precision>.yml (see --help)")
+        check_run_id(args.id)
         cfg, overridden = resolve(args.params, overrides)
         require_destination(cfg.results, "results folder", "--results")
         print("resolved parameters:\n" + describe(cfg, overridden), flush=True)

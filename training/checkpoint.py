@@ -1,6 +1,7 @@
 """Loading checkpoints (run folders, pretrained/ folders, .pt and compact .npz files) and evaluating them."""
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import torch
@@ -25,7 +26,12 @@ CHECKPOINT_NAMES = ("final.pt", "best.pt", "model.npz", "model.pt")  # run folde
 def save_checkpoint(ck: dict, path: Path) -> None:
     """The one writer of .pt checkpoints: atomic, so a kill never leaves a torn file."""
     with atomic_path(path) as tmp:
-        torch.save(ck, tmp)
+        try:
+            torch.save(ck, tmp)
+        except RuntimeError as e:  # torch's zip writer reports a failed write (a full disk) as a RuntimeError
+            if not any(w in str(e) for w in ("iostream error", "unexpected pos", "failed writing", "write")):
+                raise
+            raise OSError(errno.ENOSPC, f"the write stopped short: {' '.join(str(e).split())[:100]}") from None
 
 
 def read_checkpoint(path: Path, map_location="cpu") -> dict:
