@@ -7,8 +7,6 @@ import sys
 import pytest
 from conftest import ROOT
 
-pytestmark = pytest.mark.needs_data
-
 FAKE_MAIN = '''
 import torch, torch.nn as nn
 from progress.bar import Bar
@@ -36,6 +34,7 @@ def train(net, trainloader, optimizer, device, criterion, args, epoch):
 '''
 
 
+@pytest.mark.needs_data  # real batches of the training set
 def test_bench_study_times_both_sides_on_the_same_batches(tmp_path):
     repo = tmp_path / "study"
     (repo / "models").mkdir(parents=True)

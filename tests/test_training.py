@@ -12,9 +12,8 @@ from conftest import tiny_config
 
 from training.train import Interrupted, train
 
-pytestmark = pytest.mark.needs_data
 
-
+@pytest.mark.needs_data
 def test_short_real_training_beats_chance_by_far(tiny_run):
     acc = float((tiny_run / "test_accuracy.txt").read_text().split()[0])
     assert acc > 80.0, f"two epochs on 3,000 MNIST images reached only {acc}%"
@@ -24,6 +23,7 @@ def test_short_real_training_beats_chance_by_far(tiny_run):
     assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[-1]["val_acc"]) > 80
 
 
+@pytest.mark.needs_data
 def test_precise_bn_gives_exact_training_set_statistics():
     from training.data import make_splits
     from training.finish import norm_layers, precise_bn
@@ -50,6 +50,7 @@ def test_precise_bn_gives_exact_training_set_statistics():
     assert first.momentum == 0.1
 
 
+@pytest.mark.needs_data
 def test_finish_keeps_the_better_validating_checkpoint(tiny_run):
     final = torch.load(tiny_run / "final.pt", weights_only=False)
     assert final["precise_bn"] and final["source"] in ("best.pt", "last.pt")
@@ -64,6 +65,7 @@ def _sigterm_after_epoch(n):
     return log
 
 
+@pytest.mark.needs_data
 def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path):
     cfg = tiny_config(epochs=2, train_limit=1000, results=str(tmp_path / "a"), lr_schedule="cosine")
     straight = train(cfg, run_id="r", log=lambda *a: None)
@@ -82,6 +84,7 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert [r["epoch"] for r in csv.DictReader(open(run_b / "metrics.csv"))] == ["1", "2"]
 
 
+@pytest.mark.needs_data
 def test_ternary_and_float_variants_train(tmp_path):
     for kw in (dict(tern_weights="1111", tern_acts="0111"), dict(binarize=False, biases=True, layer_order="CBAP",
                                                                   loss="cross_entropy")):
@@ -89,6 +92,7 @@ def test_ternary_and_float_variants_train(tmp_path):
         assert float((run / "test_accuracy.txt").read_text().split()[0]) > 50
 
 
+@pytest.mark.needs_data
 def test_torchrun_ddp_path_runs_with_world_size_1(tmp_path):
     from conftest import DATA, ROOT
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1"]
@@ -101,6 +105,7 @@ def test_torchrun_ddp_path_runs_with_world_size_1(tmp_path):
     assert (run / "best.pt").is_file() and (run / "test_accuracy.txt").is_file()
 
 
+@pytest.mark.needs_data
 def test_finish_redoes_the_end_of_a_run_and_refuses_bad_use(tiny_run, tmp_path, capsys):
     from training.__main__ import main
     from training.config import ConfigError
@@ -126,6 +131,7 @@ def test_budget_epochs_fit_the_time_left():
     assert budget_epochs(3, 2.0, 700.0, 600.0, 50) == 3  # already over: stop after what is done
 
 
+@pytest.mark.needs_data
 def test_time_budget_shortens_the_run_and_records_it(tmp_path):
     import yaml
     cfg = tiny_config(epochs=40, train_limit=500, time_budget=1.0, results=str(tmp_path), lr_schedule="cosine")
@@ -136,6 +142,7 @@ def test_time_budget_shortens_the_run_and_records_it(tmp_path):
     assert last["scheduler"]["T_max"] == 3 and (run / "final.pt").is_file()
 
 
+@pytest.mark.needs_data
 @pytest.mark.slow  # over 30 s on 2 cores (make test's list)
 def test_compiled_training_matches_eager_metrics_closely(tmp_path):
     """torch.compile of the training forward (what CUDA runs by default), on the CPU: same data order,
@@ -149,6 +156,7 @@ def test_compiled_training_matches_eager_metrics_closely(tmp_path):
     assert abs(float(rows["on"]["val_acc"]) - float(rows["off"]["val_acc"])) < 3.0
 
 
+@pytest.mark.needs_data
 def test_auto_precision_and_compile_resolve_per_machine_and_run(monkeypatch, tiny_run):
     """amp/compile 'auto': bf16 only where the CPU computes it natively, compile only where a run is long enough
     to earn its compile time back (and not for fp32 VGGNet7 on the CPU); params.yml records what ran."""
@@ -172,6 +180,7 @@ def test_auto_precision_and_compile_resolve_per_machine_and_run(monkeypatch, tin
     assert params["amp"] in ("none", "bf16") and params["compile"] == "off"
 
 
+@pytest.mark.needs_data
 def test_checkpoint_every_resumes_from_the_last_written_epoch(tmp_path):
     cfg = tiny_config(epochs=4, train_limit=500, checkpoint_every=2, results=str(tmp_path))
     with pytest.raises(Interrupted):
@@ -198,6 +207,7 @@ def test_distillation_loss_equals_a_hand_computation():
     assert distill_loss(t, t, T).item() < 1e-7
 
 
+@pytest.mark.needs_data
 def test_distillation_trains_from_a_teacher_and_refuses_another_dataset(tmp_path, tiny_run):
     from training.config import ConfigError
     run = train(tiny_config(epochs=1, train_limit=600, distill_from=str(tiny_run), distill_weight=0.7,

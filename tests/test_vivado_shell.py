@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, init_checkpoint
 from standin_shell import calls, deps_check, hw_build, ready_deps, shell
 
-pytestmark = [pytest.mark.needs_data, pytest.mark.finn]
+pytestmark = [pytest.mark.finn]
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +28,7 @@ def test_build_to_estimates_with_vivado_sourced(tiny, tmp_path, vivado_folder):
     assert (tmp_path / "b" / "report" / "estimates.json").is_file() and "XSI" not in r.stderr
 
 
+@pytest.mark.needs_data
 def test_build_sim_and_driver_run_as_without_vivado(tiny, tmp_path):
     """The whole no-tools path in the Vivado shell: the build to its package, the simulator and the driver's
     simulation backend, with FINN's simulator binding not built."""
@@ -66,7 +67,7 @@ def test_a_release_finn_does_not_support_is_named_by_the_preflight(tmp_path):
     assert "-version reports" not in ok.stdout, ok.stdout
 
 
-def test_finn_runs_with_the_projects_deps_and_build_folder_in_a_vivadoshell(tmp_path):
+def test_finn_runs_with_the_projects_deps_and_build_folder_in_a_vivado_shell(tmp_path):
     """finn-plus's settings, read in the shell a bitstream build runs in: FINN's deps folder is make deps' and
     its build folder the build's own, not FINN's defaults."""
     code = ("import sys; from pathlib import Path; from hw_build import finn_env; finn_env.setup(Path(sys.argv[1])); "
