@@ -23,7 +23,7 @@ NEED_PRESET = @test -f configs/$(MODEL)_$(PRECISION).yml || { echo "error: no pr
 	(MODEL=$(MODEL) PRECISION=$(PRECISION)); presets: $$(cd configs && ls *.yml | sed 's|.yml||' | paste -sd, -)" >&2; \
 	exit 2; }
 
-.PHONY: help lint test-long setup system data deps train test test-fast sweep study bench bench-sim figures build bitstream sim infer export clean
+.PHONY: help lint test-long testdata setup system data deps train test test-fast sweep study bench bench-sim figures build bitstream sim infer export clean
 
 help:
 	@echo "make train MODEL=lenet5|vggnet7 PRECISION=binary|float|ternary|pynqz1 [EPOCHS=N] [ID=name]"
@@ -59,6 +59,10 @@ system:
 .venv/.pins.sha256: requirements/deps.txt scripts/setup_env.sh pyproject.toml
 	bash scripts/setup_env.sh
 
+# the tests read the real datasets: ../shared/datasets when beside the checkout, else ./data, downloaded once
+testdata: setup
+	@test -f $(BNN_DATA_DIR)/mnist.npz -a -f $(BNN_DATA_DIR)/cifar10.npz || $(MAKE) data
+
 data: setup
 	$(PY) -c "from training.data import download; [print('ready:', download(n, 'data')) for n in ('mnist', 'cifar10')]"
 
@@ -70,16 +74,16 @@ export: setup
 	$(NEED_PRETRAINED)
 	$(PY) -m training --export $(PRETRAINED)
 
-test: setup system
+test: setup system testdata
 	$(PY) -m pytest -q -rs --durations=20 -m "not long" -n $(TEST_WORKERS) --dist loadgroup tests
 
-test-long: setup system
+test-long: setup system testdata
 	$(PY) -m pytest -q -rs -m long -n $(TEST_WORKERS) --dist loadgroup tests
 
 lint: setup
 	$(PY) -m ruff check .
 
-test-fast: setup system
+test-fast: setup system testdata
 	$(PY) -m pytest -q -rs -m "not slow" -n $(TEST_WORKERS) --dist loadgroup tests
 
 sweep study: setup
