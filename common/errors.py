@@ -26,15 +26,16 @@ def one_line(e: BaseException) -> str:
     return " ".join(str(e).split())
 
 
-def cli(main, argv=None) -> int:
-    """Runs a command's main(argv) under the contract; returns the exit code."""
+def cli(main, argv=None, interrupted: str = "what was computed so far is kept") -> int:
+    """Runs a command's main(argv) under the contract; returns the exit code. `interrupted`: what a Ctrl-C
+    leaves and what continues, true at any moment of that command."""
     try:
         return main(argv)
     except UserError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("interrupted: what was computed so far is kept", file=sys.stderr)
+        print(f"interrupted: {interrupted}", file=sys.stderr)
         return 130
 
 

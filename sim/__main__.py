@@ -34,7 +34,8 @@ def main(argv=None) -> int:
         from hw_build.finn_env import reexec_for_xilinx_libraries
         reexec_for_xilinx_libraries()
     from common.errors import cli
-    return cli(_main, argv)
+    return cli(_main, argv, "a simulation keeps no partial result; run the same command again (a smaller -n is "
+                            "quicker)")
 
 
 def _main(argv=None) -> int:

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.faults import fault_point
+
 from .load import Build, SimError, check_images_fit, reference_and_images, resolve_batch_size  # noqa: F401  (the API)
 from .modes import layer_modes, run_graph  # noqa: F401  (the API)
 from .report import make_report, summary
@@ -57,6 +59,7 @@ def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str =
     from common.files import logged
     log = logged(log, out / "sim.log")
     log(f"simulating {build.folder.root} in {mode} mode on {len(images)} test images")
+    fault_point("sim:start")
     t0 = time.time()
     top1, layers = run_graph(build, images, mode, min(workers, os.cpu_count() or 1), out / "work", log, batch_size)
     wall = time.time() - t0

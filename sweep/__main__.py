@@ -34,7 +34,8 @@ def main(argv=None) -> int:
         from hw_build.finn_env import reexec_for_xilinx_libraries
         reexec_for_xilinx_libraries()
     from common.errors import cli
-    return cli(_main, argv)
+    return cli(_main, argv, "every finished point is kept in the output folder; the same command goes on from them "
+                            "(finished points are not trained or built again)")
 
 
 def _main(argv=None) -> int:

@@ -254,3 +254,10 @@ def test_a_full_disk_is_one_line_and_keeps_what_was_written(tmp_path):
     r = _limited(1_500_000, "-m", "hw_build", "--checkpoint", "pretrained/lenet5/binary", "--verify-images", 10,
                  "--stop-after", "estimates", "--out", tmp_path / "b")
     _one_line(r, 2, "failed (File too large): free space on that disk", str(tmp_path / "b"))
+
+
+@pytest.mark.needs_data
+def test_an_interrupted_simulation_says_what_continues(built):
+    r = _faulty("sim:start", "-m", "sim", "--build", built, "--mode", "python", "-n", 10)
+    assert r.returncode == 130 and "interrupted: a simulation keeps no partial result; run the same command" \
+        in r.stderr, r.stderr[-1500:]
