@@ -74,13 +74,17 @@ def require_destination(folder, what: str, flag: str) -> None:
 
 def logged(log, path):
     """`log` that also appends each message, with the time, to the text file `path` (a command's own log
-    beside its outputs: build.log, sim.log, sweep.log)."""
+    beside its outputs: build.log, sim.log, sweep.log); `path` may be a function giving the file at each call
+    (a build's log follows its staging folder into the build folder)."""
     import time
 
     def out(*args):
         log(*args)
         text = " ".join(map(str, args)).strip("\n")
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with open(path, "a") as f:
-            f.write("".join(f"{stamp}  {line}\n" for line in text.split("\n")))
+        try:
+            with open(path() if callable(path) else path, "a") as f:
+                f.write("".join(f"{stamp}  {line}\n" for line in text.split("\n")))
+        except FileNotFoundError:  # its folder was removed (a refused staging folder): the terminal has it
+            pass
     return out

@@ -52,9 +52,6 @@ def build(hw: HwConfig, log=print) -> Context:
     fresh = not folder.root.exists()  # inputs checked: now write
     try:
         with FolderLock(folder.root, "build folder", markers=BUILD_MARKERS) as lock:
-            log = logged(log, folder.root / "build.log")
-            log(f"python -m hw_build {' '.join(sys.argv[1:])}" if sys.argv[0].endswith("__main__.py") else
-                f"build of {hw.checkpoint} for {hw.board}")
             if lock.took_over_from:
                 log(f"{folder.root}: taking over from process {lock.took_over_from}, which ended without finishing")
             return _build(Plan(hw, board, steps, every, model_t, train_cfg, src_ck, folding, specialize, folder,
@@ -160,6 +157,10 @@ def _build(plan: Plan, log) -> Context:
     if not staged:
         finn_env.ensure_build_dir()
     ctx = Context(hw, board, work, make_finn_cfg(hw, board, work, folding, specialize), plan.train_cfg, plan.model_t)
+    # the build's own log, in the folder it writes: a staging folder's goes with it (or away, if refused)
+    log = logged(log, lambda: ctx.folder.root / "build.log")
+    log(f"python -m hw_build {' '.join(sys.argv[1:])}" if sys.argv[0].endswith("__main__.py") else
+        f"build of {hw.checkpoint} for {hw.board}")
     log(f"building {plan.src_ck} for {board.name} ({board.part}) at {1000 / hw.clock_ns:.0f} MHz -> {out}")
     log("folding: " + (f"{folding}" if folding else f"automatic to {ctx.finn_cfg.target_fps} FPS")
         + (f"; RTL layers: {specialize}" + ("" if hw.specialize else " (the specialize config beside the folding)")
