@@ -175,6 +175,11 @@ def check_fifo_depths(path: Path | None) -> None:
             isinstance(v, int) and not isinstance(v, bool) and v >= 2 for v in depths.values()):
         raise BuildError(f"FIFO depths file {path} needs a 'fifo_depths' object mapping each FIFO to a depth >= 2; "
                          f"{fix}")
+    for key, allowed in (("impl_style", ("rtl", "vivado")), ("ram_style", ("auto", "block", "distributed", "ultra"))):
+        styles = data.get(key)  # FINN's reader sets both with each depth it changes
+        if not isinstance(styles, dict) or any(styles.get(name) not in allowed for name in depths):
+            raise BuildError(f"FIFO depths file {path} needs '{key}' for every FIFO of 'fifo_depths' (one of "
+                             f"{', '.join(allowed)}), as FINN's reader applies them together; {fix}")
 
 
 def _check_json(what: str, path: Path | None) -> None:

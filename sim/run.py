@@ -43,10 +43,12 @@ def simulate(build_dir: Path, mode: str = "auto", n: int = 1000, data_dir: str =
     if mode not in MODES:
         raise SimError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
     build = Build.load(build_dir)
-    out = Path(out) if out else build.folder.sim
     from common.files import require_destination
-    from common.folder_lock import FolderLock  # a folder the project did not make is never written into
-    FolderLock(out, "simulation output folder", markers=tuple(f"report_{m}.json" for m in MODES)).check_ours()
+    from common.folder_lock import FolderLock
+    if out:  # a folder the user names: never written into unless a simulation made it (BUILD/sim is the build's)
+        markers = ("sim.log",) + tuple(f"report_{m}.json" for m in MODES)
+        FolderLock(Path(out), "simulation output folder", markers=markers).check_ours()
+    out = Path(out) if out else build.folder.sim
     require_destination(out, "simulation output folder", "--out")
     batch_size = resolve_batch_size(build, mode, batch_size)
     images, labels, ref_top1, cfg = reference_and_images(build, n, data_dir)

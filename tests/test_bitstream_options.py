@@ -62,6 +62,8 @@ def test_the_summary_says_whether_timing_was_met(built):
 @pytest.mark.parametrize("content, needle", [
     ('{"fifo_depths": {}}', "needs a 'fifo_depths' object"),
     ('{"fifo_depths": {"StreamingFIFO_rtl_0": 1}}', "depth >= 2"),
+    ('{"fifo_depths": {"StreamingFIFO_rtl_0": 4}, "impl_style": {"StreamingFIFO_rtl_0": "rtl"}}',
+     "needs 'ram_style' for every FIFO"),
     ('{"depths": [2]}', "needs a 'fifo_depths' object"),
     ("not json", "is not valid JSON"),
 ])
@@ -87,7 +89,8 @@ def test_fifo_depths_go_to_finn_as_its_fifo_config_file(tmp_path):
     from hw_build.config import HwConfig
     from hw_build.steps import make_finn_cfg, simulates
     f = tmp_path / "fifo.json"
-    f.write_text('{"fifo_depths": {"StreamingFIFO_rtl_0": 32}}')
+    f.write_text('{"fifo_depths": {"StreamingFIFO_rtl_0": 32}, "impl_style": {"StreamingFIFO_rtl_0": "rtl"}, '
+                 '"ram_style": {"StreamingFIFO_rtl_0": "auto"}}')
     hw = HwConfig(checkpoint=tmp_path, bitstream=True, fifo_depths=f, verify_images=0)
     cfg = make_finn_cfg(hw, get_board("Pynq-Z1"), BuildFolder(tmp_path / "b"), None)
     assert cfg.auto_fifo_depths is False and cfg.fifo_config_file == f.resolve() and not simulates(hw)
@@ -106,7 +109,9 @@ def test_fifo_depths_without_verification_build_with_no_simulator_binding(tmp_pa
     ck = init_checkpoint(tmp_path / "tiny.pt", model="lenet5", dataset="mnist", width_scale=0.25)
     env = ready_deps(shell(tmp_path))
     depths = tmp_path / "fifo.json"
-    depths.write_text(json.dumps({"fifo_depths": {f"StreamingFIFO_rtl_{i}": 2 for i in range(64)}}))
+    names = [f"StreamingFIFO_rtl_{i}" for i in range(64)]
+    depths.write_text(json.dumps({"fifo_depths": dict.fromkeys(names, 2), "impl_style": dict.fromkeys(names, "rtl"),
+                                  "ram_style": dict.fromkeys(names, "auto")}))
     args = ["--checkpoint", ck, "--target-fps", 1000, "--board", "Pynq-Z1", "--bitstream", "--verify-images", 0,
             "--fifo-depths", depths, "--out", tmp_path / "b"]
     r = subprocess.run([sys.executable, "-m", "hw_build", *map(str, args)], cwd=ROOT, env=env, capture_output=True,
@@ -116,3 +121,30 @@ def test_fifo_depths_without_verification_build_with_no_simulator_binding(tmp_pa
     assert any(c["tool"] == "vitis_hls" and c.get("ok") for c in calls(env))
     state = json.loads((tmp_path / "b" / "build_state.json").read_text())
     assert state["config"]["fifo_depths"] == str(depths) and "fifo_depths" in state["inputs_sha256"]
+
+
+@pytest.mark.needs_data
+@pytest.mark.finn
+def test_a_fifo_depths_file_is_read_by_finns_own_reader(built, tmp_path):
+    """The --fifo-depths format is the one FINN's own ApplyFIFODepthsFromFile reads (and FINN's
+    step_set_fifo_depths writes as fifo_sizing.json): every FIFO of the design gets its depth from the file."""
+    import json as _json
+
+    from finn.transformation.fpgadataflow.set_fifo_depths import ApplyFIFODepthsFromFile
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from hw_build.boards import get_board
+    from hw_build.build_folder import BuildFolder
+    from hw_build.config import check_fifo_depths
+    from hw_build.transforms import InsertMinimalFIFOs
+    folder = BuildFolder(built)
+    model = ModelWrapper(str(folder.last_stage("hw_codegen"))).transform(InsertMinimalFIFOs(get_board("Pynq-Z1").part))
+    fifos = [n.name for n in model.get_nodes_by_op_type("StreamingFIFO_rtl")]
+    f = tmp_path / "fifo_depths.json"
+    f.write_text(_json.dumps({"fifo_depths": {name: 2 + 2 * i for i, name in enumerate(fifos)},
+                              "impl_style": dict.fromkeys(fifos, "rtl"), "ram_style": dict.fromkeys(fifos, "auto")}))
+    check_fifo_depths(f)  # the project's check accepts it
+    model = model.transform(ApplyFIFODepthsFromFile(f))  # and FINN applies it
+    assert fifos and [getCustomOp(n).get_nodeattr("depth") for n in model.get_nodes_by_op_type("StreamingFIFO_rtl")] \
+        == [2 + 2 * i for i in range(len(fifos))]
