@@ -84,6 +84,7 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert [r["epoch"] for r in csv.DictReader(open(run_b / "metrics.csv"))] == ["1", "2"]
 
 
+@pytest.mark.slow  # 29-31 s on 2 cores (make test-fast's list)
 @pytest.mark.needs_data
 def test_ternary_and_float_variants_train(tmp_path):
     for kw in (dict(tern_weights="1111", tern_acts="0111"), dict(binarize=False, biases=True, layer_order="CBAP",
