@@ -33,8 +33,10 @@ def test_rtlsim_mixed_mode_is_bit_exact_with_stalls(built):
     rtl = [l for l in r["layers"] if l["mode"] == "rtlsim"]
     assert {l["name"].split("_rtl")[0] for l in rtl} >= {"FMPadding", "ConvolutionInputGenerator"}
     assert all(l["bit_exact_vs_python"] for l in rtl), [l["name"] for l in rtl if not l["bit_exact_vs_python"]]
-    for l in rtl:  # cycles without stalls within 30% of FINN's estimate
-        assert abs(l["cycles_per_image"] - l["estimated_cycles"]) <= 0.3 * l["estimated_cycles"], l
+    # cycles without stalls within 20% of FINN's estimate: Verilator's counts are deterministic; measured at most
+    # 15.3% below it (ConvolutionInputGenerator_rtl_1: 6,867 against 8,108; python -m sim --build B --mode rtlsim)
+    for l in rtl:
+        assert abs(l["cycles_per_image"] - l["estimated_cycles"]) <= 0.2 * l["estimated_cycles"], l
     assert r["agreement_with_brevitas_pct"] == 100.0
     assert json.loads((built / "sim" / "report_rtlsim.json").read_text())["all_simulated_layers_bit_exact"]
 

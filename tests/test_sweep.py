@@ -52,7 +52,9 @@ def test_quick_grid_writes_table_plots_and_findings(quick):
     table = list(csv.DictReader(open(quick / "table.csv")))
     assert [r["option_set"] for r in table] == ["binary", "tern_w_last"]
     for r in table:
-        assert float(r["test_acc_pct"]) > 30 and int(r["LUT"]) > 5000 and r["fits"] == "True"
+        # the quick grid's tiny trainings reach 78.6-83.6% (fresh clones of 77f5d2e, machine C: the same figures in
+        # two runs); 70 leaves room for other CPUs' float rounding, and is far above chance (10%)
+        assert float(r["test_acc_pct"]) > 70 and int(r["LUT"]) > 5000 and r["fits"] == "True"
         assert r["verified"] == "True" and r["verified_images"] == "20" and int(r["fps_est"]) >= 5000
     for f in ("pareto_lut.png", "pareto_fps.png", "findings.md"):
         assert (quick / f).stat().st_size > 0

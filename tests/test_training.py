@@ -153,7 +153,10 @@ def test_compiled_training_matches_eager_metrics_closely(tmp_path):
         run = train(tiny_config(epochs=1, train_limit=600, compile=mode, results=str(tmp_path / mode)),
                     run_id="c", log=lambda *a: None)
         rows[mode] = next(csv.DictReader(open(run / "metrics.csv")))
-    assert abs(float(rows["on"]["train_loss"]) - float(rows["off"]["train_loss"])) < 0.02
+    # measured (fresh clone of 77f5d2e, machine C, bf16): train loss 1.43651 / 1.43681 (3e-4 apart), validation
+    # accuracy 48.0 / 45.6% after one epoch on 600 images: the loss is the tight check, the accuracy of so short a
+    # run moves by whole points when a few images flip
+    assert abs(float(rows["on"]["train_loss"]) - float(rows["off"]["train_loss"])) < 0.01
     assert abs(float(rows["on"]["val_acc"]) - float(rows["off"]["val_acc"])) < 3.0
 
 
@@ -213,6 +216,7 @@ def test_distillation_trains_from_a_teacher_and_refuses_another_dataset(tmp_path
     from training.config import ConfigError
     run = train(tiny_config(epochs=1, train_limit=600, distill_from=str(tiny_run), distill_weight=0.7,
                             results=str(tmp_path)), run_id="kd", log=lambda *a: None)
+    # one epoch on 600 images: 54.6% measured (machine C), chance 10%: it learned from teacher and labels
     assert float((run / "test_accuracy.txt").read_text().split()[0]) > 50
     import yaml
     assert yaml.safe_load((run / "params.yml").read_text())["distill_from"] == str(tiny_run)
