@@ -28,7 +28,7 @@ def shell(tmp_path, vivado_folder: str = "Xilinx/Vivado/2024.2", reports: str = 
     path = f"{vivado / 'bin'}:{hls / 'bin'}:{os.environ['PATH']}"
     return {**os.environ, "PATH": path, "XILINX_VIVADO": str(vivado), "XILINX_HLS": str(hls),
             "FINN_DEPS": str(tmp_path / "deps"), "BNN_DATA_DIR": str(DATA), "STANDIN_RELEASE": reports,
-            "STANDIN_RELEASE_OR_DEFAULT": reports, "STANDIN_RECORD": str(tmp_path / "calls.jsonl")}
+            "STANDIN_RECORD": str(tmp_path / "calls.jsonl")}
 
 
 def calls(env) -> list[dict]:

@@ -34,7 +34,10 @@ proc get_param {name} {
     return [dict get $::si::viv::params $name]
 }
 
-proc version {args} { return [string trimleft $::env(STANDIN_RELEASE_OR_DEFAULT) v] }
+proc version {args} {
+    set release [expr {[info exists ::env(STANDIN_RELEASE)] ? $::env(STANDIN_RELEASE) : "v2024.2"}]
+    return [string trimleft $release v]
+}
 
 # ---- projects, files, IP catalog -------------------------------------------------------------------------
 proc create_project {args} {
