@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -76,8 +77,6 @@ def logged(log, path):
     """`log` that also appends each message, with the time, to the text file `path` (a command's own log
     beside its outputs: build.log, sim.log, sweep.log); `path` may be a function giving the file at each call
     (a build's log follows its staging folder into the build folder)."""
-    import time
-
     def out(*args):
         log(*args)
         text = " ".join(map(str, args)).strip("\n")

@@ -88,8 +88,7 @@ def xilinx_library_paths() -> list[str]:
     from finn.interface import run_finn
     paths = run_finn.xilinx_ld_library_paths()
     libdir = sysconfig.get_config_var("LIBDIR")
-    if paths and sysconfig.get_config_var("Py_ENABLE_SHARED") and libdir and Path(libdir).resolve() != Path(
-            "/lib/x86_64-linux-gnu").resolve() and not libdir.startswith("/usr/"):
+    if paths and sysconfig.get_config_var("Py_ENABLE_SHARED") and libdir and not libdir.startswith(("/usr/", "/lib")):
         paths = [libdir, *paths]
     return paths
 

@@ -189,3 +189,13 @@ def test_a_bug_keeps_its_traceback():
         raise ZeroDivisionError("a real bug")
     with pytest.raises(ZeroDivisionError):
         cli(main)
+
+
+@pytest.mark.parametrize("target, needle", [
+    ("build", "error: no shipped model pretrained/foo/binary (MODEL=foo PRECISION=binary); there are: "
+              "MODEL=lenet5 PRECISION=binary"),
+    ("train", "error: no preset configs/foo_binary.yml (MODEL=foo PRECISION=binary); presets: lenet5_binary"),
+])
+def test_make_names_the_models_there_are_for_an_unknown_one(target, needle):
+    r = subprocess.run(["make", "-s", target, "MODEL=foo"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr[-1500:]

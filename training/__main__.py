@@ -108,7 +108,6 @@ def _main(argv=None) -> int:
             raise ConfigError("give a preset with --params configs/<model>_<precision>.yml (see --help)")
         check_run_id(args.id)
         cfg, overridden = resolve(args.params, overrides)
-        require_destination(cfg.results, "results folder", "--results")
         print("resolved parameters:\n" + describe(cfg, overridden), flush=True)
         try:
             train(cfg, run_id=args.id)

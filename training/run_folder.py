@@ -17,18 +17,6 @@ from .config import ConfigError, TrainConfig
 METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_seconds"]
 
 
-def check_writable(folder: Path) -> None:
-    """Before any work, and writing nothing: the results folder, or the folder it would be made in, is a
-    writable directory."""
-    base = folder.resolve()
-    while not base.exists():
-        base = base.parent
-    why = ("is not a directory" if not base.is_dir() else
-           "is not writable" if not os.access(base, os.W_OK | os.X_OK) else None)
-    if why:
-        raise ConfigError(f"results: cannot write to {folder}: {base} {why}; give --results a writable folder")
-
-
 class Run:
     """A run folder: results/ID/run-TIMESTAMP/ with params, metrics and checkpoints."""
 

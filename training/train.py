@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from common.faults import fault_point
+from common.files import require_destination
 from common.folder_lock import FolderLock
 
 from .checkpoint import init_from, read_checkpoint, save_checkpoint
@@ -23,7 +24,7 @@ from .data import Splits, batches, make_splits
 from .finish import finish
 from .losses import distill_loss, evaluate, load_teacher, loss_fn, make_optimizer, make_scheduler, regularizer
 from .models import build_model
-from .run_folder import Run, check_writable
+from .run_folder import Run
 from .speed import BUDGET_EPOCHS, autocast, distributed, fit_budget, pick_device, resolve_speed
 
 
@@ -118,7 +119,7 @@ def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if resume is None:
-        check_writable(Path(cfg.results))
+        require_destination(cfg.results, "results folder", "--results")  # before any work, writing nothing
     device = pick_device(cfg)
     teacher = load_teacher(cfg, device) if cfg.distill_from else None  # an input: checked before the data loads
     if device.type == "cuda":
