@@ -42,7 +42,8 @@ def build(hw: HwConfig, log=print) -> Context:
         raise BuildError(f"{src_ck} is a float model; FINN builds quantized nets (binarize: true)")
     folding, specialize = check_inputs(hw, train_cfg)
     folder = BuildFolder(Path(hw.out) if hw.out else default_out(hw, train_cfg))
-    FolderLock(folder.root, "build folder", markers=BUILD_MARKERS).check_ours()  # before any work
+    lock = FolderLock(folder.root, "build folder", markers=BUILD_MARKERS)
+    lock.check_ours()  # before any work
     require_destination(folder.root, "build folder", "--out")
     record = _record(hw, folder, src_ck, folding, specialize)
     previous = _resume_from(folder, record, steps[0], every) if hw.start_step else None
@@ -51,7 +52,7 @@ def build(hw: HwConfig, log=print) -> Context:
         _preflight(board, folder.root, hw)
     fresh = not folder.root.exists()  # inputs checked: now write
     try:
-        with FolderLock(folder.root, "build folder", markers=BUILD_MARKERS) as lock:
+        with lock:
             if lock.took_over_from:
                 log(f"{folder.root}: taking over from process {lock.took_over_from}, which ended without finishing")
             return _build(Plan(hw, board, steps, every, model_t, train_cfg, src_ck, folding, specialize, folder,

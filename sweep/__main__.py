@@ -54,9 +54,10 @@ def _main(argv=None) -> int:
         check_cluster(args.cluster)
     from common.files import logged, require_destination
     from common.folder_lock import FolderLock
-    FolderLock(out, "sweep output folder", markers=("table.csv",)).check_ours()
+    lock = FolderLock(out, "sweep output folder", markers=("table.csv",))
+    lock.check_ours()  # before the destination is probed (acquire checks it again, as for every folder)
     require_destination(out, "sweep output folder", "--out")
-    with FolderLock(out, "sweep output folder", markers=("table.csv",)):  # a second sweep on the same folder is refused
+    with lock:  # a second sweep on the same folder is refused
         log = logged(lambda *a: print(*a, flush=True), out / "sweep.log")
         log(f"sweep {spec.name}: {len(spec.points)} option sets x {len(spec.fps)} frame-rate targets on "
             f"{spec.board} -> {out}")
