@@ -124,25 +124,50 @@ def test_check_driver_names_each_difference_from_finns_driver(built, tmp_path):
         check_driver(ours, tmp_path / "nothing")
 
 
-def test_stitched_ip_verdicts_stop_the_build_before_synthesis(tmp_path):
-    """step check_stitched_ip reads FINN's per-image verdicts of its stitched-IP rtlsim (file names as
-    finn-plus 1.6.1's verify_step writes them): a wrong class or a missing image (a stall) is refused naming
-    the image. (FINN's side needs Vivado; here its output files are written as it writes them.)"""
+def _finn_verdicts(folder: BuildFolder, answers, expected) -> None:
+    """FINN's own verify_step, under the step name of its stitched-IP rtlsim, writes the per-image verdict files:
+    it executes, instead of the stitched design (Vivado's), a one-node graph answering each image's class (the
+    image's pixel value), against the expected classes written as the build writes them."""
     import numpy as np
+    from onnx import TensorProto, helper
+    from qonnx.core.modelwrapper import ModelWrapper
 
-    from hw_build.stitched import check, write_io
-    folder = BuildFolder(tmp_path)
-    write_io(folder, np.zeros((3, 1, 28, 28), np.uint8), np.array([1, 2, 3]))
-    folder.finn_verification.mkdir(parents=True)
-    for b, (verdict, cls) in enumerate((("SUCCESS", 1), ("SUCCESS", 2), ("FAIL", 7))):
-        np.save(folder.finn_verification / f"verify_stitched_ip_rtlsim_{b}_{verdict}.npy", np.array([[cls]], float))
+    from hw_build.config import HwConfig
+    from hw_build.finn_env import setup
+    from hw_build.stitched import STEP, write_io
+    from hw_build.steps import make_finn_cfg
+    setup(folder.root / "finn_tmp")
+    from finn.builder.build_dataflow_steps import verify_step
+    images = np.broadcast_to(np.array(answers)[:, None, None, None], (len(answers), 1, 28, 28))
+    write_io(folder, images.astype(np.uint8), np.array(expected))
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMax", ["x"], ["y"], axes=[2, 3], keepdims=0)], "design",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 28, 28])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])])
+    model = ModelWrapper(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]))
+    cfg = make_finn_cfg(HwConfig(checkpoint=folder.root, bitstream=True, verify_images=len(answers)),
+                        get_board("Pynq-Z1"), folder, None)
+    verify_step(model, cfg, STEP, need_parent=False)
+
+
+def test_stitched_ip_verdicts_stop_the_build_before_synthesis(tmp_path, monkeypatch):
+    """step check_stitched_ip reads the per-image verdicts FINN's verify_step writes (written here by that
+    function): a wrong class or a missing image (a stall: FINN's simulation stopped before it) is refused
+    naming the image."""
+    from hw_build.stitched import STEP, check
+    monkeypatch.setenv("FINN_BUILD_DIR", str(tmp_path / "finn_tmp"))  # setup() points FINN there; restored after
+    folder = BuildFolder(tmp_path / "wrong")
+    _finn_verdicts(folder, answers=[1, 2, 7], expected=[1, 2, 3])
+    assert sorted(f.name for f in folder.finn_verification.glob("*.npy")) == [
+        f"verify_{STEP}_0_SUCCESS.npy", f"verify_{STEP}_1_SUCCESS.npy", f"verify_{STEP}_2_FAIL.npy"]
     with pytest.raises(BuildError, match=r"class \[7.0\] for test image 2, the Brevitas model 3 \(1 of 3"):
         check(folder)
-    (folder.finn_verification / "verify_stitched_ip_rtlsim_2_FAIL.npy").unlink()
+    (folder.finn_verification / f"verify_{STEP}_2_FAIL.npy").unlink()
     with pytest.raises(BuildError, match=r"no result for test images \[2\].*a stall"):
         check(folder)
-    np.save(folder.finn_verification / "verify_stitched_ip_rtlsim_2_SUCCESS.npy", np.array([[3]], float))
-    assert check(folder) == 3
+    right = BuildFolder(tmp_path / "right")
+    _finn_verdicts(right, answers=[1, 2, 3], expected=[1, 2, 3])
+    assert check(right) == 3
 
 
 def test_rtlsim_performance_and_fifo_depths_are_recorded_as_simulated(built, tmp_path):

@@ -140,7 +140,51 @@ def test_time_budget_shortens_the_run_and_records_it(tmp_path):
     params = yaml.safe_load((run / "params.yml").read_text())
     last = torch.load(run / "last.pt", weights_only=False)
     assert params["epochs"] == 3 and last["epoch"] == 3 and last["config"]["epochs"] == 3
-    assert last["scheduler"]["T_max"] == 3 and (run / "final.pt").is_file()
+    # over budget already: it stops where it is (3 of the 40 epochs' anneal), and says so in the checkpoint
+    assert last["scheduler"]["progress"] == pytest.approx(3 / 40) and (run / "final.pt").is_file()
+
+
+@pytest.mark.needs_data
+def test_a_run_resumed_before_its_first_plan_keeps_to_the_budget(tmp_path):
+    """Interrupted after epoch 2 of 40, before the budget first plans: the resumed run counts the seconds its
+    first two epochs took (metrics.csv) and stops at the first plan, over budget, instead of running 40."""
+    cfg = tiny_config(epochs=40, train_limit=500, time_budget=1.0, results=str(tmp_path), lr_schedule="cosine")
+    with pytest.raises(Interrupted):
+        train(cfg, run_id="r", log=_sigterm_after_epoch(2))
+    run = next((tmp_path / "r").iterdir())
+    said = []
+    train(cfg, resume=run, log=said.append)
+    assert torch.load(run / "last.pt", weights_only=False)["epoch"] == 4  # epochs 3 and 4: two timed ones
+    assert any(m.startswith("time budget 1 s:") and "-> 4 epochs (asked 40)" in m for m in said), said
+
+
+def _lrs(sched, epochs: int, replans: dict | None = None) -> list:
+    """The lr each epoch runs at; replans: {after epoch: epochs left}."""
+    out = []
+    for e in range(1, epochs + 1):
+        out.append(sched.optimizer.param_groups[0]["lr"])
+        sched.step()
+        if replans and e in replans:
+            sched.replan(replans[e])
+    return out
+
+
+def test_replanned_cosine_is_cosine_annealing_until_replanned():
+    from training.losses import ReplannedCosine
+    opt = lambda: torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.003)  # noqa: E731
+    ours, torchs = _lrs(ReplannedCosine(opt(), 40), 40), _lrs(torch.optim.lr_scheduler.CosineAnnealingLR(opt(), 40), 40)
+    assert max(abs(a - b) for a, b in zip(ours, torchs)) < 1e-12
+
+
+def test_replanned_cosine_stays_continuous_and_ends_annealed_when_the_plan_changes():
+    from training.losses import ReplannedCosine
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.003)
+    sched = ReplannedCosine(opt, 33)
+    # planned 33 epochs at epoch 3 (a slow start), 80 from epoch 10 on (the other work ended), 70 at epoch 40
+    lrs = _lrs(sched, 70, {10: 70, 40: 30})
+    assert all(b <= a for a, b in zip(lrs, lrs[1:]))  # never rises
+    assert max(a - b for a, b in zip(lrs, lrs[1:])) < 0.003 * 0.06  # no jump: a cosine step of a 33-epoch plan
+    assert sched.progress == 1.0 and lrs[-1] < 0.003 * 1e-3  # the last epoch runs at the anneal's tail
 
 
 @pytest.mark.needs_data
@@ -229,3 +273,23 @@ def test_distillation_trains_from_a_teacher_and_refuses_another_dataset(tmp_path
               run_id="kd2", log=lambda *a: None)
     with pytest.raises(ConfigError, match="distill_weight"):
         tiny_config(distill_weight=1.5)
+
+
+def test_core_share_leaves_the_cores_other_work_holds(monkeypatch):
+    """threads 0 on the CPU: the thread count follows the cores other work leaves free (and comes back)."""
+    from training.speed import CoreShare
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: said.append(("threads", n)))
+    said = []
+    share = CoreShare(lambda msg: said.append(msg))
+    assert share._mark is not None and len(share._mark) == 3  # this machine's /proc/stat reads
+    share.cores, share.threads = [0, 1], 2
+    samples = iter([(10.0, 20.0, 10.0),    # 10 s: 20 CPU-s busy, 10 of them ours: other work holds 1 core
+                    (20.0, 40.0, 20.0),    # the same: no change
+                    (30.0, 52.0, 30.0)])   # 12 busy, 10 ours: 0.2 cores of others -> both cores again
+    share._mark = (0.0, 0.0, 0.0)
+    share._sample = lambda: next(samples)
+    monkeypatch.setattr("training.speed.time.monotonic", lambda: 1e9)
+    for _ in range(3):
+        share.update()
+    assert said == ["other work is using 1.0 of the 2 cores: 1 training thread (was 2)", ("threads", 1),
+                    "other work is using 0.2 of the 2 cores: 2 training threads (was 1)", ("threads", 2)]

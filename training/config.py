@@ -102,9 +102,11 @@ class TrainConfig:
                                 "auto = on for cuda; on the CPU on for runs of 2,000 steps or more (compiling "
                                 "takes ~1 min), except VGGNet7 in fp32 (measured no faster). params.yml records "
                                 "what ran")
-    threads: int = _opt(0, "torch CPU threads (0: torch's default)")
-    time_budget: float = _opt(0.0, "seconds for the whole run: after 3 timed epochs, epochs becomes what fits "
-                                   "(at most the epochs asked) and the cosine schedule is stretched to it; 0: off")
+    threads: int = _opt(0, "torch CPU threads; 0: as many as the cores other work leaves free (at most torch's "
+                                "default), decided again every 5 s on the CPU")
+    time_budget: float = _opt(0.0, "seconds for the whole run (a resumed run counts its earlier epochs): from the "
+                                   "3rd epoch on, after every epoch, epochs becomes what fits at the latest epochs' "
+                                   "speed (at most the epochs asked) and the cosine anneal ends with it; 0: off")
     checkpoint_every: int = _opt(1, "write last.pt (the resume point) every N epochs; best.pt whenever "
                                     "validation improves")
     eval_batch_size: int = _opt(1000, "batch size for validation and test")

@@ -3,6 +3,7 @@ cross-entropy), the distillation term and its teacher, the weight regulariser, t
 learning-rate schedule, and evaluation over a split."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -71,8 +72,32 @@ def make_optimizer(cfg: TrainConfig, model, device: torch.device | None = None):
     return torch.optim.ASGD(p, lr=lr, weight_decay=wd)
 
 
+class ReplannedCosine(torch.optim.lr_scheduler.LRScheduler):
+    """Cosine annealing over the run's progress (0 to 1) instead of a fixed epoch count, for time budgets:
+    replan(remaining) sets how many epochs the rest of the anneal takes, the learning rate staying continuous and
+    never rising. Never replanned, it is CosineAnnealingLR's schedule (lr of epoch k: base * (1 + cos(pi k/N)) / 2)."""
+
+    def __init__(self, opt, epochs: int):
+        self.progress, self.remaining = 0.0, epochs  # remaining: epochs of the plan not yet finished
+        super().__init__(opt)
+
+    def replan(self, remaining: int) -> None:
+        self.remaining = max(1, remaining)
+
+    def get_lr(self):
+        return [base * 0.5 * (1.0 + math.cos(math.pi * self.progress)) for base in self.base_lrs]
+
+    def step(self):  # once per finished epoch (the constructor's call only sets the first lr)
+        if self.last_epoch >= 0:
+            self.progress += (1.0 - self.progress) / max(self.remaining, 1)
+            self.remaining = max(self.remaining - 1, 0)
+        super().step()
+
+
 def make_scheduler(cfg: TrainConfig, opt):
     if cfg.lr_schedule == "cosine":
+        if cfg.time_budget:
+            return ReplannedCosine(opt, cfg.epochs)
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     if cfg.lr_schedule == "step":
         return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=cfg.lr_milestones, gamma=cfg.lr_decay)

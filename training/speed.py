@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import statistics
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -47,6 +49,48 @@ def resolve_speed(cfg: TrainConfig, device: torch.device, n_train: int) -> Train
     return dataclasses.replace(cfg, amp=amp, compile=comp)
 
 
+class CoreShare:
+    """threads 0 (auto) on the CPU: as many torch threads as the cores that other work leaves free, decided again
+    every few seconds from /proc/stat (this process's own CPU time taken out). An OpenMP team with a thread on a
+    core another process holds waits at every barrier for that core's time slice: measured on 2 cores beside a
+    1-thread training, LeNet5's first epoch took 152.6 s with 2 threads (10 s alone), and the second over 4 min."""
+    INTERVAL = 5.0  # seconds between decisions
+
+    def __init__(self, log):
+        self.cores = sorted(os.sched_getaffinity(0))
+        self.threads, self.log = torch.get_num_threads(), log
+        self._mark = self._sample()
+
+    def _sample(self) -> tuple:
+        """(wall, busy CPU seconds of our cores, this process's CPU seconds)"""
+        busy, ours = 0.0, os.times()
+        try:
+            for line in Path("/proc/stat").read_text().splitlines()[1:]:
+                name, *ticks = line.split()
+                if not name.startswith("cpu") or int(name[3:]) not in self.cores:
+                    continue
+                t = [int(x) for x in ticks]
+                busy += sum(t[:8]) - t[3] - t[4]  # all but idle and iowait
+        except (OSError, ValueError):
+            return None
+        return time.monotonic(), busy / os.sysconf("SC_CLK_TCK"), ours.user + ours.system
+
+    def update(self) -> None:
+        if self._mark is None or time.monotonic() - self._mark[0] < self.INTERVAL:
+            return
+        now = self._sample()
+        if now is None:
+            return
+        others = max(0.0, (now[1] - self._mark[1]) - (now[2] - self._mark[2])) / (now[0] - self._mark[0])
+        self._mark = now
+        want = max(1, min(len(self.cores), len(self.cores) - round(others)))
+        if want != self.threads:
+            self.log(f"other work is using {others:.1f} of the {len(self.cores)} cores: {want} training "
+                     f"thread{'s' if want > 1 else ''} (was {self.threads})")
+            torch.set_num_threads(want)
+            self.threads = want
+
+
 def autocast(cfg: TrainConfig, device: torch.device):
     if cfg.amp not in ("bf16", "fp16"):  # "auto" is resolved before the loop (resolve_speed)
         return nullcontext()
@@ -66,7 +110,8 @@ def distributed(model, device):
     return ddp, dist.get_rank(), dist.get_world_size()
 
 
-BUDGET_EPOCHS = 3  # epochs timed before a time budget sets the number of epochs (the first includes compiling)
+BUDGET_EPOCHS = 3  # epochs timed before a time budget first sets the number of epochs (the first includes compiling)
+SPEED_WINDOW = 5  # the budget re-plans every epoch from the median of the latest epochs (the first left out)
 FINISH_RESERVE = 1.2  # the end of a run (PreciseBN on two checkpoints, test) in epochs' time, plus 20 s
 
 
@@ -76,16 +121,19 @@ def budget_epochs(done: int, epoch_seconds: float, elapsed: float, budget: float
     return max(done, min(cap, done + int(left // epoch_seconds)))
 
 
-def fit_budget(cfg: TrainConfig, sched, done: int, times: list, elapsed: float, log) -> bool:
-    """time_budget: after BUDGET_EPOCHS timed epochs, sets cfg.epochs to what fits and stretches the schedule
-    to it (cosine: T_max; the lr moved by less than 0.01% so far). True when the epoch count changed."""
-    per_epoch = sorted(times[1:])[len(times[1:]) // 2] if len(times) > 1 else times[0]
-    n = budget_epochs(done, per_epoch, elapsed, cfg.time_budget, cfg.epochs)
-    log(f"time budget {cfg.time_budget:.0f} s: {per_epoch:.2f} s per epoch, {elapsed:.0f} s used -> {n} epochs "
-        f"(asked {cfg.epochs})")
+def replan(cfg: TrainConfig, sched, done: int, times: list, elapsed: float, asked: int, log) -> bool:
+    """time_budget: from BUDGET_EPOCHS timed epochs on, sets cfg.epochs to what fits the time left at the speed of
+    the latest epochs (at most the epochs asked), and the cosine anneal to end with it: a run slowed by other work
+    at its start gets back the epochs it can afford once the work ends. True when the epoch count changed."""
+    per_epoch = statistics.median(times[1:][-SPEED_WINDOW:] if len(times) > 1 else times)
+    n = budget_epochs(done, per_epoch, elapsed, cfg.time_budget, asked)
     if n == cfg.epochs:
         return False
+    if done == BUDGET_EPOCHS or abs(n - cfg.epochs) >= max(2, cfg.epochs // 20):  # said when it first plans and
+        cut = f"; {asked - n} fewer than asked: a shorter anneal, expect lower accuracy" if n < asked else ""
+        log(f"time budget {cfg.time_budget:.0f} s: {per_epoch:.2f} s per epoch lately, {elapsed:.0f} s used -> "
+            f"{n} epochs (asked {asked}){cut}")  # when the plan moves by 5%; smaller moves silently
     cfg.epochs = n
-    if isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR):
-        sched.T_max = n
+    if hasattr(sched, "replan"):
+        sched.replan(n - done)
     return True

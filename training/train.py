@@ -25,7 +25,7 @@ from .finish import finish
 from .losses import distill_loss, evaluate, load_teacher, loss_fn, make_optimizer, make_scheduler, regularizer
 from .models import build_model
 from .run_folder import Run
-from .speed import BUDGET_EPOCHS, autocast, distributed, fit_budget, pick_device, resolve_speed
+from .speed import BUDGET_EPOCHS, CoreShare, autocast, distributed, pick_device, replan, resolve_speed
 
 
 class Interrupted(Exception):
@@ -48,6 +48,9 @@ def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=pr
         main = threading.current_thread() is threading.main_thread()  # a worker thread (Dask) cannot take signals
         old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
         epoch, times = s.start_epoch, []
+        asked = cfg.epochs  # a time budget's ceiling (a resumed run's: the plan its last.pt recorded)
+        if s.start_epoch and s.rank == 0:  # a resumed run's budget counts the epochs it already trained
+            t_start -= sum(float(r["epoch_seconds"]) for r in s.run.read_metrics())
         current = epoch + 1  # the epoch in progress
         try:
             while epoch < cfg.epochs:
@@ -58,8 +61,8 @@ def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=pr
                     continue
                 _end_epoch(s, epoch, sums, t0, log)
                 times.append(time.time() - t0)
-                if cfg.time_budget and s.start_epoch == 0 and epoch == BUDGET_EPOCHS:
-                    if fit_budget(cfg, s.sched, epoch, times, time.time() - t_start, log):
+                if cfg.time_budget and epoch >= BUDGET_EPOCHS and len(times) >= 2:  # speed without compiling
+                    if replan(cfg, s.sched, epoch, times, time.time() - t_start, asked, log):
                         s.run.write_params(cfg)  # params.yml and checkpoints record the new epoch count
                         _save_last(s, epoch)
                 if stop["signal"]:
@@ -112,6 +115,7 @@ class _State:
     best_acc: float
     log: object
     teacher: torch.nn.Module | None
+    cores: CoreShare | None       # threads 0 on the CPU: the thread count follows the cores other work leaves
 
 
 def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
@@ -164,7 +168,8 @@ def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
         net = torch.compile(net)  # the training forward only; evaluation runs the module as it is
     return _State(cfg=cfg, device=device, splits=splits, model=model, net=net, rank=rank, world=world, opt=opt,
                   sched=sched, gen=gen, run=run, start_epoch=start_epoch, best_acc=best_acc, log=log,
-                  teacher=teacher)
+                  teacher=teacher,
+                  cores=CoreShare(log) if device.type == "cpu" and not cfg.threads and world == 1 else None)
 
 
 def _train_epoch(s: _State, epoch: int, stop: dict) -> tuple:
@@ -198,6 +203,8 @@ def _train_epoch(s: _State, epoch: int, stop: dict) -> tuple:
         fault_point(f"train:epoch{epoch + 1}")
         loss_sum += loss.detach() * len(xb)
         correct += (out.argmax(1) == yb).sum()
+        if s.cores is not None and step % 20 == 19:
+            s.cores.update()
         if step % 20 == 19 and not bar.disable:
             bar.set_postfix(loss=f"{loss_sum.item() / n_seen:.4f}", acc=f"{100 * correct.item() / n_seen:.2f}")
         if stop["signal"]:
