@@ -134,8 +134,8 @@ def _finn_verdicts(folder: BuildFolder, answers, expected) -> None:
 
     from hw_build.config import HwConfig
     from hw_build.finn_env import setup
-    from hw_build.stitched import STEP, write_io
     from hw_build.steps import make_finn_cfg
+    from hw_build.stitched import STEP, write_io
     setup(folder.root / "finn_tmp")
     from finn.builder.build_dataflow_steps import verify_step
     images = np.broadcast_to(np.array(answers)[:, None, None, None], (len(answers), 1, 28, 28))
