@@ -293,3 +293,34 @@ def test_core_share_leaves_the_cores_other_work_holds(monkeypatch):
         share.update()
     assert said == ["other work is using 1.0 of the 2 cores: 1 training thread (was 2)", ("threads", 1),
                     "other work is using 0.2 of the 2 cores: 2 training threads (was 1)", ("threads", 2)]
+
+
+@pytest.mark.needs_data
+def test_teacher_cache_gives_what_the_teacher_gives_each_augmented_batch(tiny_run):
+    """The cached outputs (one teacher pass per augmentation variant) are the teacher's on the very images a
+    training step draws: indices and variants from the same draws, shifts rebuilt from the variant number."""
+    from training.data import augment_variants, batches, make_splits
+    from training.losses import TeacherCache, load_teacher
+    cfg = tiny_config(amp="none", distill_from=str(tiny_run), augment=True, epochs=30)
+    assert TeacherCache.pays(cfg) and not TeacherCache.pays(tiny_config(epochs=25, augment=True))
+    assert augment_variants("mnist") == 25 and augment_variants("cifar10") == 162
+    teacher = load_teacher(cfg, torch.device("cpu"))
+    x, y = make_splits("mnist", cfg.data_dir, 0, 0, 600, 10).x_train[:300], torch.zeros(300, dtype=torch.long)
+    said = []
+    cache = TeacherCache(teacher, x, "mnist", cfg, torch.device("cpu"), said.append)
+    assert said[0].startswith("teacher outputs for 25 augmentation variants of 300 images, computed once")
+    seen = set()
+    for xb, _, index, variant in batches(x, y, 100, True, torch.Generator().manual_seed(1), "mnist", True):
+        with torch.no_grad():
+            assert torch.allclose(cache(index, variant), teacher(xb).float(), atol=1e-4, rtol=1e-4)
+        seen |= set(variant.tolist())
+    assert len(seen) > 20  # the draws covered most of the 25 shifts
+
+
+@pytest.mark.needs_data
+def test_a_distilled_run_longer_than_the_variants_trains_from_the_cache(tmp_path, tiny_run):
+    said = []
+    run = train(tiny_config(epochs=26, train_limit=200, test_limit=100, val_size=100, augment=True,
+                            distill_from=str(tiny_run), results=str(tmp_path)), run_id="kdc", log=said.append)
+    assert any(m.startswith("teacher outputs for 25 augmentation variants of 200 images") for m in said)
+    assert (run / "final.pt").is_file()

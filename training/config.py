@@ -107,6 +107,8 @@ class TrainConfig:
     time_budget: float = _opt(0.0, "seconds for the whole run (a resumed run counts its earlier epochs): from the "
                                    "3rd epoch on, after every epoch, epochs becomes what fits at the latest epochs' "
                                    "speed (at most the epochs asked) and the cosine anneal ends with it; 0: off")
+    budget_note: str = _opt("", "what fewer epochs cost with this recipe, as measured (a preset's own figures), said "
+                                "when the time budget cuts the epochs asked")
     checkpoint_every: int = _opt(1, "write last.pt (the resume point) every N epochs; best.pt whenever "
                                     "validation improves")
     eval_batch_size: int = _opt(1000, "batch size for validation and test")

@@ -114,37 +114,59 @@ def make_splits(name: str, directory: str | Path = "", val_size: int = -1, seed:
     return Splits(x[train_idx].contiguous(), y[train_idx], x[val_idx].contiguous(), y[val_idx], xt, yt)
 
 
-def augment(x: torch.Tensor, name: str, gen: torch.Generator) -> torch.Tensor:
+def augment_pad(name: str) -> int:
+    return 4 if name == "cifar10" else 2
+
+
+def augment_variants(name: str) -> int:
+    """How many different images augment() can make of one: crop offsets (and flips for CIFAR-10)."""
+    k = 2 * augment_pad(name) + 1
+    return k * k * (2 if name == "cifar10" else 1)
+
+
+def augment(x: torch.Tensor, name: str, gen: torch.Generator | None, variant: torch.Tensor | None = None,
+            draws: bool = False):
     """Batch augmentation on uint8 NCHW: CIFAR-10 flip + 4-pixel edge-padded crop (study); MNIST 2-pixel shifts.
 
-    Runs where x lives (CPU or GPU); the random draws come from ``gen``, which must be on the same device."""
+    Runs where x lives (CPU or GPU); the random draws come from ``gen``, which must be on the same device.
+    variant: the draws given instead (one number per image, 0..augment_variants-1); draws=True also returns
+    each image's variant number (a teacher's outputs are cached by it)."""
     n, c, h, w = x.shape
     dev = x.device
-    pad = 4 if name == "cifar10" else 2
+    pad = augment_pad(name)
+    k = 2 * pad + 1
     mode = "replicate" if name == "cifar10" else "constant"
     xp = torch.nn.functional.pad(x.float(), (pad,) * 4, mode=mode)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=dev)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=dev)
+    if variant is None:
+        dy = torch.randint(0, k, (n,), generator=gen, device=dev)
+        dx = torch.randint(0, k, (n,), generator=gen, device=dev)
+        flip = (torch.rand(n, generator=gen, device=dev) < 0.5 if name == "cifar10"
+                else torch.zeros(n, dtype=torch.bool, device=dev))
+    else:
+        dy, dx, flip = variant % (k * k) // k, variant % k, variant >= k * k
     rows = (dy[:, None] + torch.arange(h, device=dev)[None, :])  # n, h
     cols = (dx[:, None] + torch.arange(w, device=dev)[None, :])  # n, w
-    if name == "cifar10":  # a flip reverses the column order of the crop: same draws, no host sync
-        flip = torch.rand(n, generator=gen, device=dev) < 0.5
-        cols = torch.where(flip[:, None], cols.flip(-1), cols)
-    return xp[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
-              rows[:, None, :, None], cols[:, None, None, :]]
+    cols = torch.where(flip[:, None], cols.flip(-1), cols)  # a flip reverses the crop's column order: no host sync
+    out = xp[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+             rows[:, None, :, None], cols[:, None, None, :]]
+    return (out, flip.long() * k * k + dy * k + dx) if draws else out
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
-            gen: torch.Generator | None = None, aug_name: str | None = None):
+            gen: torch.Generator | None = None, aug_name: str | None = None, with_index: bool = False):
     """Yields (float pixels 0..255 NCHW, labels) on the device of x. Whole dataset in memory: no worker
-    processes; with x on the GPU, shuffling and augmentation run there too (gen on that device)."""
+    processes; with x on the GPU, shuffling and augmentation run there too (gen on that device).
+    with_index: also each image's index in x and augmentation variant (0 without augmentation)."""
     dev = x.device
     idx = torch.randperm(len(x), generator=gen, device=dev) if shuffle else torch.arange(len(x), device=dev)
     for i in range(0, len(x), batch_size):
         j = idx[i:i + batch_size]
         xb = x[j]
-        xb = augment(xb, aug_name, gen) if aug_name else xb.float()
-        yield xb, y[j]
+        if aug_name:
+            xb, v = augment(xb, aug_name, gen, draws=True)
+        else:
+            xb, v = xb.float(), torch.zeros_like(j)
+        yield (xb, y[j], j, v) if with_index else (xb, y[j])
 
 
 # --- download (make data) -------------------------------------------------------------------

@@ -4,6 +4,7 @@ learning-rate schedule, and evaluation over a split."""
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 
 from .checkpoint import load
 from .config import ConfigError, TrainConfig
-from .data import batches
+from .data import augment, augment_variants, batches
 from .models import weight_layers
 
 
@@ -37,6 +38,38 @@ def load_teacher(cfg: TrainConfig, device: torch.device):
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher.to(device).eval()
+
+
+class TeacherCache:
+    """The teacher's outputs for every training image under every variant the augmentation can draw (MNIST: 25
+    shifts), computed once before the first epoch: one teacher pass per variant instead of one per epoch, used
+    where the run has more epochs than there are variants. Computed as the steps would (same autocast)."""
+
+    def __init__(self, teacher, x: torch.Tensor, aug_name: str | None, cfg: TrainConfig, device, log):
+        from tqdm import tqdm
+
+        from .speed import autocast
+        n_var, t0, out = augment_variants(aug_name) if aug_name else 1, time.time(), None
+        with torch.no_grad(), autocast(cfg, device):
+            for v in tqdm(range(n_var), desc="teacher outputs", leave=False, disable=None):
+                for i in range(0, len(x), cfg.eval_batch_size):
+                    xb = x[i:i + cfg.eval_batch_size]
+                    xb = augment(xb, aug_name, None, torch.full((len(xb),), v, device=x.device)) if aug_name \
+                        else xb.float()
+                    o = teacher(xb).float()
+                    if out is None:
+                        out = torch.empty(len(x), n_var, o.shape[1], device=x.device)
+                    out[i:i + len(xb), v] = o
+        self.out = out
+        log(f"teacher outputs for {n_var} augmentation variants of {len(x):,} images, computed once: "
+            f"{time.time() - t0:.0f} s")
+
+    def __call__(self, index: torch.Tensor, variant: torch.Tensor) -> torch.Tensor:
+        return self.out[index, variant]
+
+    @staticmethod
+    def pays(cfg: TrainConfig) -> bool:
+        return cfg.epochs > (augment_variants(cfg.dataset) if cfg.augment else 1)
 
 
 def regularizer(cfg: TrainConfig, model) -> torch.Tensor | float:

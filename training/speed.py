@@ -130,7 +130,8 @@ def replan(cfg: TrainConfig, sched, done: int, times: list, elapsed: float, aske
     if n == cfg.epochs:
         return False
     if done == BUDGET_EPOCHS or abs(n - cfg.epochs) >= max(2, cfg.epochs // 20):  # said when it first plans and
-        cut = f"; {asked - n} fewer than asked: a shorter anneal, expect lower accuracy" if n < asked else ""
+        cut = (f"; {asked - n} fewer than asked: a shorter anneal, expect lower accuracy"
+               f"{' (' + cfg.budget_note + ')' if cfg.budget_note else ''}" if n < asked else "")
         log(f"time budget {cfg.time_budget:.0f} s: {per_epoch:.2f} s per epoch lately, {elapsed:.0f} s used -> "
             f"{n} epochs (asked {asked}){cut}")  # when the plan moves by 5%; smaller moves silently
     cfg.epochs = n

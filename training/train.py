@@ -22,7 +22,16 @@ from .checkpoint import init_from, read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import Splits, batches, make_splits
 from .finish import finish
-from .losses import distill_loss, evaluate, load_teacher, loss_fn, make_optimizer, make_scheduler, regularizer
+from .losses import (
+    TeacherCache,
+    distill_loss,
+    evaluate,
+    load_teacher,
+    loss_fn,
+    make_optimizer,
+    make_scheduler,
+    regularizer,
+)
 from .models import build_model
 from .run_folder import Run
 from .speed import BUDGET_EPOCHS, CoreShare, autocast, distributed, pick_device, replan, resolve_speed
@@ -115,6 +124,7 @@ class _State:
     best_acc: float
     log: object
     teacher: torch.nn.Module | None
+    teacher_cache: TeacherCache | None  # the teacher's outputs per image and augmentation variant, where it pays
     cores: CoreShare | None       # threads 0 on the CPU: the thread count follows the cores other work leaves
 
 
@@ -168,7 +178,9 @@ def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
         net = torch.compile(net)  # the training forward only; evaluation runs the module as it is
     return _State(cfg=cfg, device=device, splits=splits, model=model, net=net, rank=rank, world=world, opt=opt,
                   sched=sched, gen=gen, run=run, start_epoch=start_epoch, best_acc=best_acc, log=log,
-                  teacher=teacher,
+                  teacher=teacher, teacher_cache=TeacherCache(teacher, splits.x_train, cfg.dataset if cfg.augment
+                                                              else None, cfg, device, log)
+                  if teacher is not None and TeacherCache.pays(cfg) else None,
                   cores=CoreShare(log) if device.type == "cpu" and not cfg.threads and world == 1 else None)
 
 
@@ -181,19 +193,22 @@ def _train_epoch(s: _State, epoch: int, stop: dict) -> tuple:
     n_seen = 0
     steps = math.ceil(len(s.splits.x_train) / cfg.batch_size)
     aug = cfg.dataset if cfg.augment else None
-    bar = tqdm(batches(s.splits.x_train, s.splits.y_train, cfg.batch_size, True, s.gen, aug), total=steps,
-               desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True, disable=None)
-    for step, (xb, yb) in enumerate(bar):
+    bar = tqdm(batches(s.splits.x_train, s.splits.y_train, cfg.batch_size, True, s.gen, aug, with_index=True),
+               total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True, disable=None)
+    for step, (xb, yb, index, variant) in enumerate(bar):
         if s.world > 1:  # every rank draws the same batch and takes its share
-            xb, yb = xb[s.rank::s.world], yb[s.rank::s.world]
+            xb, yb, index, variant = (t[s.rank::s.world] for t in (xb, yb, index, variant))
         if cfg.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with autocast(cfg, device):
             out = s.net(xb)
             loss = loss_fn(cfg, out.float(), yb)
             if s.teacher is not None:
-                with torch.no_grad():
-                    soft = s.teacher(xb).float()
+                if s.teacher_cache is not None:
+                    soft = s.teacher_cache(index, variant)
+                else:
+                    with torch.no_grad():
+                        soft = s.teacher(xb).float()
                 w = cfg.distill_weight
                 loss = (1 - w) * loss + w * distill_loss(out.float(), soft, cfg.distill_temperature)
         s.opt.zero_grad(set_to_none=True)
