@@ -52,8 +52,8 @@ class TeacherCache:
         n_var, t0, out = augment_variants(aug_name) if aug_name else 1, time.time(), None
         with torch.no_grad(), autocast(cfg, device):
             for v in tqdm(range(n_var), desc="teacher outputs", leave=False, disable=None):
-                for i in range(0, len(x), cfg.eval_batch_size):
-                    xb = x[i:i + cfg.eval_batch_size]
+                for i in range(0, len(x), cfg.batch_size):  # the steps' batch: 2x faster than 1000 (1 CPU thread)
+                    xb = x[i:i + cfg.batch_size]
                     xb = augment(xb, aug_name, None, torch.full((len(xb),), v, device=x.device)) if aug_name \
                         else xb.float()
                     o = teacher(xb).float()
