@@ -190,6 +190,43 @@ def test_rtlsim_performance_and_fifo_depths_are_recorded_as_simulated(built, tmp
     assert "FIFOs sized by FINN: 2, depths 2..32" in text
 
 
+def test_fifo_depths_as_finns_step_reports_them_are_recorded(built, tmp_path, monkeypatch):
+    """fifo_sizing.json written by FINN's own step_set_fifo_depths on the built LeNet5 (depths from a file, as
+    --fifo-depths gives them; the code and IP generation the step runs next need Vitis HLS and are left out):
+    record_rtlsim keeps FINN's depths, and the copy it writes is a file --fifo-depths takes."""
+    from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
+    from finn.transformation.fpgadataflow.insert_fifo import InsertFIFO
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+    from finn.transformation.qonnx.give_unique_node_names_recursive import GiveUniqueNodeNamesRecursive
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from hw_build.config import HwConfig, check_fifo_depths
+    from hw_build.finn_env import setup
+    from hw_build.steps import make_finn_cfg
+    from hw_build.stitched import record
+    monkeypatch.setenv("FINN_BUILD_DIR", str(tmp_path / "finn_tmp"))
+    setup(tmp_path / "finn_tmp")
+    import finn.builder.build_dataflow_steps as bds
+    for step in ("step_hw_codegen", "step_hw_ipgen"):
+        monkeypatch.setattr(bds, step, lambda model, cfg, parent_node=None: model)
+    child = ModelWrapper(str(sorted(BuildFolder(built).intermediate.glob("*.onnx"))[-1]))
+    board = get_board("Pynq-Z1")
+    names = [n.name for n in child.transform(InsertDWC()).transform(InsertFIFO(create_shallow_fifos=True))
+             .transform(SpecializeLayers(board.part)).transform(GiveUniqueNodeNamesRecursive())
+             .get_nodes_by_op_type("StreamingFIFO_rtl")]
+    asked = {name: 2 ** (2 + i % 4) for i, name in enumerate(names)}
+    (tmp_path / "depths.json").write_text(json.dumps({"fifo_depths": asked, "impl_style": dict.fromkeys(asked, "rtl"),
+                                                      "ram_style": dict.fromkeys(asked, "auto")}))
+    folder = BuildFolder(tmp_path / "b")
+    folder.report.mkdir(parents=True)
+    shutil.copyfile(BuildFolder(built).estimates_file, folder.estimates_file)
+    hw = HwConfig(checkpoint=built, bitstream=True, verify_images=0, fifo_depths=str(tmp_path / "depths.json"))
+    bds.step_set_fifo_depths(child, make_finn_cfg(hw, board, folder, None))
+    est = record(folder)
+    assert len(names) >= 5 and est["fifo_depths"] == asked
+    check_fifo_depths(folder.report / "fifo_depths.json")  # what the next build's --fifo-depths reads
+
+
 @pytest.mark.parametrize("verify_images, expected", [(-1, 10), (0, 0), (25, 25)])
 def test_bitstream_builds_ask_finn_for_its_stitched_ip_rtlsim(tmp_path, verify_images, expected):
     from hw_build.config import HwConfig
