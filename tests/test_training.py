@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -280,7 +281,7 @@ def test_core_share_leaves_the_cores_other_work_holds(monkeypatch):
     from training.speed import CoreShare
     monkeypatch.setattr(torch, "set_num_threads", lambda n: said.append(("threads", n)))
     said = []
-    share = CoreShare(lambda msg: said.append(msg))
+    share = CoreShare(lambda msg: said.append(msg), first_look=0)
     assert share._mark is not None and len(share._mark) == 3  # this machine's /proc/stat reads
     share.cores, share.threads = [0, 1], 2
     samples = iter([(10.0, 20.0, 10.0),    # 10 s: 20 CPU-s busy, 10 of them ours: other work holds 1 core
@@ -293,6 +294,32 @@ def test_core_share_leaves_the_cores_other_work_holds(monkeypatch):
         share.update()
     assert said == ["other work is using 1.0 of the 2 cores: 1 training thread (was 2)", ("threads", 1),
                     "other work is using 0.2 of the 2 cores: 2 training threads (was 1)", ("threads", 2)]
+
+
+def test_core_share_decides_before_the_first_work():
+    """The first decision comes from a short look before any work: a busy process beside it stands for the
+    other work (with pytest-xdist's other worker, more)."""
+    import multiprocessing
+
+    from training.speed import CoreShare
+    before = torch.get_num_threads()
+    busy = multiprocessing.get_context("spawn").Process(target=_spin, args=(4.0,))
+    busy.start()
+    try:
+        time.sleep(1.0)  # the child's interpreter is up and spinning
+        torch.set_num_threads(2)
+        share = CoreShare(lambda msg: None, first_look=1.0)
+        if len(share.cores) == 2:  # CI's machine class; with more cores one busy loop may leave enough free
+            assert share.threads == 1
+    finally:
+        busy.join()
+        torch.set_num_threads(before)
+
+
+def _spin(seconds: float) -> None:
+    end = time.time() + seconds
+    while time.time() < end:
+        pass
 
 
 @pytest.mark.needs_data

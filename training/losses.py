@@ -45,7 +45,7 @@ class TeacherCache:
     shifts), computed once before the first epoch: one teacher pass per variant instead of one per epoch, used
     where the run has more epochs than there are variants. Computed as the steps would (same autocast)."""
 
-    def __init__(self, teacher, x: torch.Tensor, aug_name: str | None, cfg: TrainConfig, device, log):
+    def __init__(self, teacher, x: torch.Tensor, aug_name: str | None, cfg: TrainConfig, device, log, tick=None):
         from tqdm import tqdm
 
         from .speed import autocast
@@ -57,6 +57,8 @@ class TeacherCache:
                     xb = augment(xb, aug_name, None, torch.full((len(xb),), v, device=x.device)) if aug_name \
                         else xb.float()
                     o = teacher(xb).float()
+                    if tick is not None:
+                        tick()  # the thread count follows the free cores here too (CoreShare.update)
                     if out is None:
                         out = torch.empty(len(x), n_var, o.shape[1], device=x.device)
                     out[i:i + len(xb), v] = o

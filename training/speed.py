@@ -56,10 +56,13 @@ class CoreShare:
     1-thread training, LeNet5's first epoch took 152.6 s with 2 threads (10 s alone), and the second over 4 min."""
     INTERVAL = 5.0  # seconds between decisions
 
-    def __init__(self, log):
+    def __init__(self, log, first_look: float = 0.5):
         self.cores = sorted(os.sched_getaffinity(0))
         self.threads, self.log = torch.get_num_threads(), log
         self._mark = self._sample()
+        if self._mark is not None and first_look:  # decided before the first work, from a short look
+            time.sleep(first_look)
+            self.update(force=True)
 
     def _sample(self) -> tuple:
         """(wall, busy CPU seconds of our cores, this process's CPU seconds)"""
@@ -75,11 +78,11 @@ class CoreShare:
             return None
         return time.monotonic(), busy / os.sysconf("SC_CLK_TCK"), ours.user + ours.system
 
-    def update(self) -> None:
-        if self._mark is None or time.monotonic() - self._mark[0] < self.INTERVAL:
+    def update(self, force: bool = False) -> None:
+        if self._mark is None or (not force and time.monotonic() - self._mark[0] < self.INTERVAL):
             return
         now = self._sample()
-        if now is None:
+        if now is None or now[0] <= self._mark[0]:
             return
         others = max(0.0, (now[1] - self._mark[1]) - (now[2] - self._mark[2])) / (now[0] - self._mark[0])
         self._mark = now

@@ -176,12 +176,14 @@ def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
             log(f"run folder: {run.dir}")
     if cfg.compile == "on":  # resolved above: 'auto' is gone
         net = torch.compile(net)  # the training forward only; evaluation runs the module as it is
+    cores = CoreShare(log) if device.type == "cpu" and not cfg.threads and world == 1 else None
+    cache = None
+    if teacher is not None and TeacherCache.pays(cfg):
+        cache = TeacherCache(teacher, splits.x_train, cfg.dataset if cfg.augment else None, cfg, device, log,
+                             cores.update if cores else None)
     return _State(cfg=cfg, device=device, splits=splits, model=model, net=net, rank=rank, world=world, opt=opt,
                   sched=sched, gen=gen, run=run, start_epoch=start_epoch, best_acc=best_acc, log=log,
-                  teacher=teacher, teacher_cache=TeacherCache(teacher, splits.x_train, cfg.dataset if cfg.augment
-                                                              else None, cfg, device, log)
-                  if teacher is not None and TeacherCache.pays(cfg) else None,
-                  cores=CoreShare(log) if device.type == "cpu" and not cfg.threads and world == 1 else None)
+                  teacher=teacher, teacher_cache=cache, cores=cores)
 
 
 def _train_epoch(s: _State, epoch: int, stop: dict) -> tuple:
