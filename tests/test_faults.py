@@ -4,6 +4,7 @@ nothing already there was lost."""
 import http.server
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -16,8 +17,15 @@ from conftest import DATA, ROOT, missing_prerequisite
 ENV = {**os.environ, "BNN_DATA_DIR": str(DATA)}
 
 
+
+def _as_in_a_terminal() -> None:
+    """The child gets SIGINT as a user's shell gives it: a suite started in the background by a non-interactive
+    shell (`cmd &`) inherits SIGINT ignored, and Ctrl-C would then never reach the command under test."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def _run(*args, timeout=300):
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=ENV, capture_output=True, text=True,
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT,
+                          preexec_fn=_as_in_a_terminal, env=ENV, capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -129,7 +137,8 @@ TINY = ["--epochs", "2", "--train-limit", "3000", "--test-limit", "500", "--val-
 
 def _faulty(point: str, *args, sig: str = "INT"):
     env = {**ENV, "BNN_FAULT_AT": point, "BNN_FAULT_SIGNAL": sig}
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT,
+                          preexec_fn=_as_in_a_terminal, env=env, capture_output=True, text=True,
                           timeout=600)
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from common.paths import ROOT
+
 from .checkpoint import load
 from .config import ConfigError, TrainConfig
 from .data import augment, augment_variants, batches
@@ -32,7 +34,10 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: floa
 
 def load_teacher(cfg: TrainConfig, device: torch.device):
     """The distillation teacher, frozen, in eval mode; refused when it was trained on another dataset."""
-    teacher, tcfg, path = load(Path(cfg.distill_from))
+    path = Path(cfg.distill_from)
+    if not path.is_absolute() and not path.exists() and (ROOT / path).exists():
+        path = ROOT / path  # a preset's shipped teacher (pretrained/...), from any working directory
+    teacher, tcfg, path = load(path)
     if tcfg.dataset != cfg.dataset:
         raise ConfigError(f"distill_from: {path} is a {tcfg.dataset} model; this run trains on {cfg.dataset}")
     for p in teacher.parameters():
