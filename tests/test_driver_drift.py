@@ -170,23 +170,62 @@ def test_stitched_ip_verdicts_stop_the_build_before_synthesis(tmp_path, monkeypa
     assert check(right) == 3
 
 
-def test_rtlsim_performance_and_fifo_depths_are_recorded_as_simulated(built, tmp_path):
-    """step record_rtlsim: FINN's rtlsim_performance.json and fifo_sizing.json (formats of finn-plus 1.6.1's
-    step_measure_rtlsim_performance / step_set_fifo_depths) into estimates.json and the summary."""
+def _finn_rtlsim_performance(built, folder, monkeypatch):
+    """FINN's own step_measure_rtlsim_performance on the built LeNet5 writes rtlsim_performance.json. Under it,
+    the node-connected simulation (xsi binaries Vivado compiles) is stood in: its arguments are bound to FINN's
+    own signatures, and each layer answers 10 samples at the cycles FINN's AnnotateCycles estimates for it."""
+    import inspect
+
+    import finn.builder.build_dataflow_steps as bds
+    from finn.transformation.fpgadataflow.annotate_cycles import AnnotateCycles
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from hw_build.config import HwConfig
+    from hw_build.steps import make_finn_cfg
+    real = bds.NodeConnectedSimulation
+
+    class StandInSimulation:
+        def __init__(self, model, *args, **kwargs):
+            bound = inspect.signature(real.__init__).bind(self, model, *args, **kwargs)
+            assert bound.arguments["performance_sim"] is True and bound.arguments["fpgapart"] == "xc7z020clg400-1"
+            self.layers = [n for n in model.transform(AnnotateCycles()).graph.node if "FIFO" not in n.op_type]
+
+        def simulate(self, *args, **kwargs):
+            depths = inspect.signature(real.simulate).bind(self, *args, **kwargs).arguments["depth"]
+            assert len(depths) == len(self.layers)  # one list of output FIFO depths per layer
+            cycles = [getCustomOp(n).get_nodeattr("cycles_estimate") for n in self.layers]
+            return [{"name": n.name, "fifo_utilization": [], "fifo_depth": d, "cycles": 10 * c, "samples": 10,
+                     "intervals": [c] * 9, "fifo_cycles_until_first_valid": [], "latency_cycles": [c]}
+                    for n, d, c in zip(self.layers, depths, cycles)], False
+
+    monkeypatch.setattr(bds, "NodeConnectedSimulation", StandInSimulation)
+    child = ModelWrapper(str(sorted(BuildFolder(built).intermediate.glob("*.onnx"))[-1]))
+    hw = HwConfig(checkpoint=built, bitstream=True)
+    cfg = make_finn_cfg(hw, get_board("Pynq-Z1"), folder, None)
+    assert "rtlsim_performance" in [o.value for o in cfg.generate_outputs]
+    bds.step_measure_rtlsim_performance(child, cfg)
+
+
+def test_rtlsim_performance_and_fifo_depths_are_recorded_as_simulated(built, tmp_path, monkeypatch):
+    """step record_rtlsim: rtlsim_performance.json as FINN's step writes it (one entry per layer) and
+    fifo_sizing.json into estimates.json and the summary; the slowest layer sets the simulated FPS."""
     from hw_build.estimates import summary
     from hw_build.stitched import record
     folder = BuildFolder(tmp_path)
     folder.report.mkdir()
     shutil.copyfile(BuildFolder(built).estimates_file, folder.estimates_file)
     folder.finn_report.mkdir(parents=True)
-    (folder.finn_report / "rtlsim_performance.json").write_text(json.dumps(
-        [{"intervals": [81000], "samples": 10, "throughput_fps": 1234.6}]))
+    _finn_rtlsim_performance(built, folder, monkeypatch)
     (folder.finn_report / "fifo_sizing.json").write_text(json.dumps(
         {"fifo_depths": {"StreamingFIFO_rtl_0": 32, "StreamingFIFO_rtl_1": 2}}))
     est = record(folder)
-    assert folder.estimates() == est and est["rtlsim"]["fps"] == 1234.6 and "simulated" in est["rtlsim"]["kind"]
+    built_est = BuildFolder(built).estimates()
+    assert len(est["rtlsim"]["results"]) >= 5 and "simulated" in est["rtlsim"]["kind"]
+    assert est["rtlsim"]["fps"] == pytest.approx(built_est["fps"], rel=1e-9)  # the same bottleneck, the same clock
+    assert folder.estimates() == est
     text = summary(est, get_board("Pynq-Z1"))
-    assert "simulated: 1,235 FPS in FINN's stitched-IP rtlsim" in text
+    assert f"simulated: {est['rtlsim']['fps']:,.0f} FPS in FINN's stitched-IP rtlsim" in text
     assert "FIFOs sized by FINN: 2, depths 2..32" in text
 
 

@@ -16,12 +16,14 @@ from training.train import Interrupted, train
 
 @pytest.mark.needs_data
 def test_short_real_training_beats_chance_by_far(tiny_run):
+    # the lowest of 20 runs (seeds 0-4 x bf16/float32 x 1/2 threads: `python -m tools.floor_spread`, machine C,
+    # docs/results.md): 79.0%; the floor leaves ~10 points for other machines' rounding, far above chance (10%)
     acc = float((tiny_run / "test_accuracy.txt").read_text().split()[0])
-    assert acc > 80.0, f"two epochs on 3,000 MNIST images reached only {acc}%"
+    assert acc > 70.0, f"two epochs on 3,000 MNIST images reached only {acc}%"
     for name in ("params.yml", "init.pt", "best.pt", "last.pt", "final.pt", "metrics.csv", "curves.png"):
         assert (tiny_run / name).is_file(), name
     rows = list(csv.DictReader(open(tiny_run / "metrics.csv")))
-    assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[-1]["val_acc"]) > 80
+    assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[-1]["val_acc"]) > 70
 
 
 @pytest.mark.needs_data
@@ -88,10 +90,13 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path):
 @pytest.mark.slow  # 29-31 s on 2 cores (make test-fast's list)
 @pytest.mark.needs_data
 def test_ternary_and_float_variants_train(tmp_path):
-    for kw in (dict(tern_weights="1111", tern_acts="0111"), dict(binarize=False, biases=True, layer_order="CBAP",
-                                                                  loss="cross_entropy")):
+    # the lowest of 20 runs (seeds 0-4 x bf16/float32 x 1/2 threads: `python -m tools.floor_spread`, machine C,
+    # docs/results.md): ternary 66.6%, float 94.8%; the floors leave ~10 points for other machines' rounding, far
+    # above chance (10%)
+    for floor, kw in ((55, dict(tern_weights="1111", tern_acts="0111")),
+                      (90, dict(binarize=False, biases=True, layer_order="CBAP", loss="cross_entropy"))):
         run = train(tiny_config(epochs=2, results=str(tmp_path), **kw), run_id="v", log=lambda *a: None)
-        assert float((run / "test_accuracy.txt").read_text().split()[0]) > 50
+        assert float((run / "test_accuracy.txt").read_text().split()[0]) > floor, kw
 
 
 @pytest.mark.needs_data
@@ -131,6 +136,19 @@ def test_budget_epochs_fit_the_time_left():
     assert budget_epochs(3, 2.0, 100.0, 600.0, 500) == 241
     assert budget_epochs(3, 2.0, 100.0, 600.0, 50) == 50  # never more than asked
     assert budget_epochs(3, 2.0, 700.0, 600.0, 50) == 3  # already over: stop after what is done
+
+
+def test_a_slowly_drifting_plan_is_logged_once_it_has_moved_5_percent():
+    from training.config import TrainConfig
+    from training.speed import replan
+    cfg, said, lines = TrainConfig(epochs=400, time_budget=1000.0), {}, []
+    plans = []
+    for done, per_epoch in enumerate([5.0, 5.05, 5.1, 5.15, 5.2, 5.25, 5.3], start=3):  # one epoch less each time
+        replan(cfg, None, done, [per_epoch] * 3, done * per_epoch, 400, lines.append, said)
+        plans.append(cfg.epochs)
+    assert plans == sorted(plans, reverse=True) and plans[0] - plans[-1] >= 9  # the plan drifted ~5%...
+    assert len(lines) == 2 and f"-> {plans[0]} epochs" in lines[0]  # ...said at first, then once it added up
+    assert said["epochs"] == int(lines[1].split("-> ")[1].split()[0]) and abs(said["epochs"] - plans[0]) >= 9
 
 
 @pytest.mark.needs_data
@@ -261,8 +279,10 @@ def test_distillation_trains_from_a_teacher_and_refuses_another_dataset(tmp_path
     from training.config import ConfigError
     run = train(tiny_config(epochs=1, train_limit=600, distill_from=str(tiny_run), distill_weight=0.7,
                             results=str(tmp_path)), run_id="kd", log=lambda *a: None)
-    # one epoch on 600 images: 54.6% measured (machine C), chance 10%: it learned from teacher and labels
-    assert float((run / "test_accuracy.txt").read_text().split()[0]) > 50
+    # one epoch on 600 images: it learned from teacher and labels (chance 10%)
+    # the lowest of 20 runs (seeds 0-4 x bf16/float32 x 1/2 threads: `python -m tools.floor_spread`, machine C,
+    # docs/results.md): 48.0%; the floor leaves ~13 points for other machines' rounding, far above chance (10%)
+    assert float((run / "test_accuracy.txt").read_text().split()[0]) > 35
     import yaml
     assert yaml.safe_load((run / "params.yml").read_text())["distill_from"] == str(tiny_run)
     vgg_teacher = tmp_path / "vgg.pt"
@@ -351,3 +371,19 @@ def test_a_distilled_run_longer_than_the_variants_trains_from_the_cache(tmp_path
                             distill_from=str(tiny_run), results=str(tmp_path)), run_id="kdc", log=said.append)
     assert any(m.startswith("teacher outputs for 25 augmentation variants of 200 images") for m in said)
     assert (run / "final.pt").is_file()
+
+
+def test_a_presets_shipped_paths_are_found_from_any_working_directory(tmp_path, monkeypatch):
+    """distill_from and init_from as presets write them (pretrained/...): found beside the working directory
+    first, else in the checkout."""
+    from common.paths import ROOT
+    from training.checkpoint import init_from, load, preset_path
+    from training.models import build_model
+    monkeypatch.chdir(tmp_path)
+    assert preset_path("pretrained/vggnet7/pynqz1") == ROOT / "pretrained/vggnet7/pynqz1"
+    (tmp_path / "pretrained/vggnet7/pynqz1").mkdir(parents=True)
+    assert preset_path("pretrained/vggnet7/pynqz1").resolve() == tmp_path / "pretrained/vggnet7/pynqz1"
+    _, cfg, _ = load(ROOT / "pretrained/lenet5/binary_kd")
+    n = len(build_model(cfg).state_dict())
+    assert init_from(build_model(cfg), "pretrained/lenet5/binary_kd") == \
+        f"initialised {n} of {n} tensors from pretrained/lenet5/binary_kd"

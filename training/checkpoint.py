@@ -10,6 +10,7 @@ from torch import nn
 from common import compat  # noqa: F401
 from common.errors import UserError
 from common.files import atomic_path
+from common.paths import ROOT
 
 from .config import TrainConfig
 from .data import make_splits
@@ -108,9 +109,17 @@ def evaluate_checkpoint(path: Path, overrides: dict | None = None, log=print, co
     return (acc, len(s.x_test)) if count else acc
 
 
+def preset_path(path: str) -> Path:
+    """A path a preset names: as given, or else against the checkout (a shipped pretrained/ folder, from any
+    working directory)."""
+    p = Path(path)
+    return ROOT / p if not p.is_absolute() and not p.exists() and (ROOT / p).exists() else p
+
+
 def init_from(model, path: str) -> str:
-    """Copies the tensors whose name and shape match (float pretraining of a quantized net)."""
-    ck = read_checkpoint(Path(path))
+    """Copies the tensors whose name and shape match (float pretraining of a quantized net; a shipped model to
+    train on)."""
+    ck = read_checkpoint(preset_path(path))
     own = model.state_dict()
     same = {k: v for k, v in ck["model"].items() if k in own and own[k].shape == v.shape}
     if not same:

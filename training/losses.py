@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
-from common.paths import ROOT
-
-from .checkpoint import load
+from .checkpoint import load, preset_path
 from .config import ConfigError, TrainConfig
 from .data import augment, augment_variants, batches
 from .models import weight_layers
+from .speed import autocast
 
 
 def loss_fn(cfg: TrainConfig, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -34,10 +33,7 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: floa
 
 def load_teacher(cfg: TrainConfig, device: torch.device):
     """The distillation teacher, frozen, in eval mode; refused when it was trained on another dataset."""
-    path = Path(cfg.distill_from)
-    if not path.is_absolute() and not path.exists() and (ROOT / path).exists():
-        path = ROOT / path  # a preset's shipped teacher (pretrained/...), from any working directory
-    teacher, tcfg, path = load(path)
+    teacher, tcfg, path = load(preset_path(cfg.distill_from))
     if tcfg.dataset != cfg.dataset:
         raise ConfigError(f"distill_from: {path} is a {tcfg.dataset} model; this run trains on {cfg.dataset}")
     for p in teacher.parameters():
@@ -51,9 +47,6 @@ class TeacherCache:
     where the run has more epochs than there are variants. Computed as the steps would (same autocast)."""
 
     def __init__(self, teacher, x: torch.Tensor, aug_name: str | None, cfg: TrainConfig, device, log, tick=None):
-        from tqdm import tqdm
-
-        from .speed import autocast
         n_var, t0, out = augment_variants(aug_name) if aug_name else 1, time.time(), None
         with torch.no_grad(), autocast(cfg, device):
             for v in tqdm(range(n_var), desc="teacher outputs", leave=False, disable=None):

@@ -124,19 +124,23 @@ def budget_epochs(done: int, epoch_seconds: float, elapsed: float, budget: float
     return max(done, min(cap, done + int(left // epoch_seconds)))
 
 
-def replan(cfg: TrainConfig, sched, done: int, times: list, elapsed: float, asked: int, log) -> bool:
+def replan(cfg: TrainConfig, sched, done: int, times: list, elapsed: float, asked: int, log, said: dict) -> bool:
     """time_budget: from BUDGET_EPOCHS timed epochs on, sets cfg.epochs to what fits the time left at the speed of
     the latest epochs (at most the epochs asked), and the cosine anneal to end with it: a run slowed by other work
-    at its start gets back the epochs it can afford once the work ends. True when the epoch count changed."""
+    at its start gets back the epochs it can afford once the work ends. True when the epoch count changed.
+    said: the plan last logged ({"epochs": n}); a plan is logged first, then when it is 5% away from the last
+    logged one (a slow drift is said once it adds up)."""
     per_epoch = statistics.median(times[1:][-SPEED_WINDOW:] if len(times) > 1 else times)
     n = budget_epochs(done, per_epoch, elapsed, cfg.time_budget, asked)
     if n == cfg.epochs:
         return False
-    if done == BUDGET_EPOCHS or abs(n - cfg.epochs) >= max(2, cfg.epochs // 20):  # said when it first plans and
+    last = said.get("epochs")
+    if last is None or abs(n - last) >= max(2, last // 20):
         cut = (f"; {asked - n} fewer than asked: a shorter anneal, expect lower accuracy"
                f"{' (' + cfg.budget_note + ')' if cfg.budget_note else ''}" if n < asked else "")
         log(f"time budget {cfg.time_budget:.0f} s: {per_epoch:.2f} s per epoch lately, {elapsed:.0f} s used -> "
-            f"{n} epochs (asked {asked}){cut}")  # when the plan moves by 5%; smaller moves silently
+            f"{n} epochs (asked {asked}){cut}")
+        said["epochs"] = n
     cfg.epochs = n
     if hasattr(sched, "replan"):
         sched.replan(n - done)

@@ -56,7 +56,7 @@ def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=pr
 
         main = threading.current_thread() is threading.main_thread()  # a worker thread (Dask) cannot take signals
         old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
-        epoch, times = s.start_epoch, []
+        epoch, times, said = s.start_epoch, [], {}
         asked = cfg.epochs  # a time budget's ceiling (a resumed run's: the plan its last.pt recorded)
         if s.start_epoch and s.rank == 0:  # a resumed run's budget counts the epochs it already trained
             t_start -= sum(float(r["epoch_seconds"]) for r in s.run.read_metrics())
@@ -71,7 +71,7 @@ def train(cfg: TrainConfig, run_id: str = "", resume: Path | None = None, log=pr
                 _end_epoch(s, epoch, sums, t0, log)
                 times.append(time.time() - t0)
                 if cfg.time_budget and epoch >= BUDGET_EPOCHS and len(times) >= 2:  # speed without compiling
-                    if replan(cfg, s.sched, epoch, times, time.time() - t_start, asked, log):
+                    if replan(cfg, s.sched, epoch, times, time.time() - t_start, asked, log, said):
                         s.run.write_params(cfg)  # params.yml and checkpoints record the new epoch count
                         _save_last(s, epoch)
                 if stop["signal"]:
