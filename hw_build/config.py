@@ -33,7 +33,8 @@ class HwConfig:
                 "counted (layers, data-width converters, FIFOs, shell allowance)"})
     clock_ns: float = field(default=10.0, metadata={"metavar": "NS", "help": "clock period in ns (10 = 100 MHz)"})
     out: Path | None = field(default=None, metadata={
-        "metavar": "DIR", "help": "output folder (default build/<model>_<precision>_<board>)"})
+        "metavar": "DIR", "help": "output folder (default build/<model>_<precision>[_<variant>]_<board>, the variant "
+                "naming 8-bit first/last layers and binarized input)"})
     verify_images: int = field(default=-1, metadata={"metavar": "N",
         "help": "test images compared with the Brevitas model after each stage (batched exact execution, 'python' "
                 "mode of sim); -1: the whole test set, 0: none"})
@@ -97,9 +98,12 @@ class HwConfig:
         paths = {"checkpoint", "folding", "specialize", "out", "fifo_depths"}
         return cls(**{k: Path(v) if k in paths and v is not None else v for k, v in values.items()})
 
-    def model_id(self, train_cfg) -> str:
+    def model_id(self, train_cfg, variant: bool = True) -> str:
+        """<model>_<precision>[_w<width>][_<variant>]: names the build folder and the package; without the
+        variant (the study's first/last-layer and input options, same layers and shapes) it names the shipped
+        folding the variants share."""
         width = "" if train_cfg.width_scale == 1 else f"_w{train_cfg.width_scale:g}"
-        return f"{train_cfg.model}_{precision_name(train_cfg)}{width}"
+        return f"{train_cfg.model}_{precision_name(train_cfg)}{width}{variant_name(train_cfg) if variant else ''}"
 
 
 def add_arguments(p) -> None:
@@ -134,6 +138,12 @@ def precision_name(cfg) -> str:
     return "binary"
 
 
+def variant_name(cfg) -> str:
+    """What sets a net apart from its precision's plain form: '_8bit-first', '_8bit-last', '_binary-input'."""
+    return "".join(f"_{t}" for t, on in (("8bit-first", cfg.first_layer_8bit), ("8bit-last", cfg.last_layer_8bit),
+                                          ("binary-input", cfg.binarize_input)) if on)
+
+
 def default_out(hw: HwConfig, train_cfg) -> Path:
     return BUILD / f"{hw.model_id(train_cfg)}_{get_board(hw.board).name}"
 
@@ -141,7 +151,7 @@ def default_out(hw: HwConfig, train_cfg) -> Path:
 def shipped_folding(hw: HwConfig, train_cfg) -> Path | None:
     """configs/folding/<model>_<precision>_<board>.json (its .specialize.json, FINN's specialize_layers config
     naming the layers that take the RTL implementation, beside it)."""
-    p = FOLDING / f"{hw.model_id(train_cfg)}_{get_board(hw.board).name}.json"
+    p = FOLDING / f"{hw.model_id(train_cfg, variant=False)}_{get_board(hw.board).name}.json"
     return p if p.is_file() else None
 
 

@@ -67,6 +67,8 @@ CASES = [
     (T, "x --params configs/lenet5_binary.yml --batch-size 0 --results {o}", 2, "batch_size"),
     (T, "x --params configs/lenet5_binary.yml --width-scale 0 --results {o}", 2, "width_scale"),
     (T, "x --params configs/lenet5_binary.yml --distill-from {d}/missing --results {o}", 2, "missing"),
+    (T, "x --params configs/lenet5_binary.yml --init-from {d}/missing --results {o}", 2,
+     "missing not found; give the run folder or checkpoint to start from"),
     (T, "x --params {d}/missing.yml --results {o}", 2, "missing.yml"),
     (T, "x --params {d}/empty.yml --results {o}", 2, "empty.yml is empty"),
     (T, "x --params {d}/nomodel.yml --results {o}", 2, "nomodel.yml does not name its model"),

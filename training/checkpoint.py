@@ -119,7 +119,11 @@ def preset_path(path: str) -> Path:
 def init_from(model, path: str) -> str:
     """Copies the tensors whose name and shape match (float pretraining of a quantized net; a shipped model to
     train on)."""
-    ck = read_checkpoint(preset_path(path))
+    src = preset_path(path)
+    if not src.exists():
+        raise CheckpointError(f"init_from: {path} not found; give the run folder or checkpoint to start from "
+                              f"(a pretrained/ folder works too: it starts from its stored +-1 weights)")
+    ck = read_checkpoint(src)
     own = model.state_dict()
     same = {k: v for k, v in ck["model"].items() if k in own and own[k].shape == v.shape}
     if not same:
