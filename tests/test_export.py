@@ -58,3 +58,26 @@ def test_bad_checkpoints(tmp_path, tiny_run):
         load(tmp_path / "mismatch.pt")
     with pytest.raises(CheckpointError, match="no final.pt, best.pt, model.npz"):
         load(tmp_path)
+
+
+def test_export_command_checks_the_qonnx_with_qonnxs_executor(tiny_run, tmp_path, capsys, monkeypatch):
+    """--export writes model.onnx and runs it through qonnx's executor on test images against Brevitas; an
+    export that answers another class is refused with the count (stood in by a shifted executor)."""
+    import shutil
+
+    import qonnx.core.onnx_exec as qonnx_exec
+
+    from training.__main__ import main
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)  # the session's fixture stays as it is
+    args = ["--export", str(run), "--test-limit", "20", "--data-dir", str(DATA)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert (run / "model.onnx").is_file()
+    assert "qonnx's executor on 20 test images: top-1 as the Brevitas model on 20, max |dlogit|" in out
+    real = qonnx_exec.execute_onnx
+    monkeypatch.setattr(qonnx_exec, "execute_onnx",
+                        lambda m, d: {k: np.roll(v, 1, axis=1) for k, v in real(m, d).items()})
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "gives another class than the Brevitas model on 20 of 20 test images" in err

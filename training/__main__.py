@@ -32,7 +32,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model-path", metavar="DIR_OR_PT", type=Path,
                    help="a run folder, a pretrained/ folder or a .pt checkpoint (with --inference)")
     p.add_argument("--export", metavar="DIR_OR_PT", type=Path,
-                   help="export a checkpoint to QONNX for FINN (model.onnx beside it) and check it")
+                   help="export a checkpoint to QONNX for FINN (model.onnx beside it) and check it with qonnx's "
+                        "executor on the test set (--test-limit N: the first N images) against the Brevitas model")
     add_arguments(p)
     return p
 
@@ -73,7 +74,7 @@ def _main(argv=None) -> int:
                 evaluate_checkpoint(target, overrides)
             else:
                 require_destination(target if target.is_dir() else target.parent, "the export's folder", "--export")
-                export_checkpoint(target)
+                export_checkpoint(target, overrides=overrides)
             return 0
         from .finish import finish_run
         from .run_folder import load_config_of

@@ -9,8 +9,9 @@ from torch import nn
 
 from common import compat  # noqa: F401
 
-from .checkpoint import CheckpointError, load
+from .checkpoint import CheckpointError, load, predict
 from .config import ConfigError, TrainConfig
+from .data import make_splits
 from .models import INPUT_CHW, Block
 
 
@@ -85,8 +86,36 @@ def _drop_orphan_external_data(path: Path) -> None:
             data.unlink()
 
 
-def export_checkpoint(path: Path, log=print) -> Path:
-    model, cfg, ck_path = load(path)
+def check_qonnx(model: nn.Module, onnx_path: Path, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """qonnx's own executor on the exported graph, image by image (its graph has batch 1), against the Brevitas
+    model's logits on the same uint8 pixels."""
+    import numpy as np
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from tqdm import tqdm
+    m = ModelWrapper(str(onnx_path))
+    i, o = m.graph.input[0].name, m.graph.output[0].name
+    ref = predict(model, x).detach().numpy()
+    got = np.concatenate([execute_onnx(m, {i: x[k:k + 1].float().numpy()})[o]
+                          for k in tqdm(range(len(x)), desc="qonnx executor", leave=False, disable=None)])
+    top1, labels = got.argmax(1), y.numpy()
+    return {"images": len(x), "agree": int((top1 == ref.argmax(1)).sum()),
+            "max_dlogit": float(np.abs(got - ref).max()), "qonnx_acc": 100.0 * float((top1 == labels).mean()),
+            "brevitas_acc": 100.0 * float((ref.argmax(1) == labels).mean())}
+
+
+def export_checkpoint(path: Path, log=print, overrides: dict | None = None) -> Path:
+    """model.onnx beside the checkpoint, then checked with qonnx's executor on the test images (all of them, or
+    test_limit: LeNet5 takes about a minute for 10,000, VGGNet7 far longer)."""
+    model, cfg, ck_path = load(path, {k: v for k, v in (overrides or {}).items() if k in ("data_dir", "test_limit")})
     out = export_qonnx(model, cfg, ck_path.parent / "model.onnx")
     log(f"wrote {out}")
+    s = make_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, 1, cfg.test_limit)
+    r = check_qonnx(model, out, s.x_test, s.y_test)
+    log(f"qonnx's executor on {r['images']:,} test images: top-1 as the Brevitas model on {r['agree']:,}, "
+        f"max |dlogit| {r['max_dlogit']:.1e}; accuracy {r['qonnx_acc']:.2f}% (Brevitas {r['brevitas_acc']:.2f}%)")
+    if r["agree"] != r["images"]:
+        raise ConfigError(f"the exported {out} gives another class than the Brevitas model on "
+                          f"{r['images'] - r['agree']} of {r['images']} test images: the export is not faithful; "
+                          f"report it with the checkpoint")
     return out
