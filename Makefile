@@ -26,9 +26,11 @@ NEED_PRESET = @test -f configs/$(MODEL)_$(PRECISION).yml || { echo "error: no pr
 .PHONY: help lint test-long testdata setup system data deps train test test-fast sweep study bench bench-sim figures build bitstream sim infer export clean
 
 help:
-	@echo "make train MODEL=lenet5|vggnet7 PRECISION=binary|float|ternary|pynqz1|binary_kd [EPOCHS=N] [ID=name]"
-	@echo "                                 (PRECISION=pynqz1: the half-width binary VGGNet7 for the xc7z020 boards;"
-	@echo "                                 binary_kd: LeNet5's distilled recipe on a 59-minute budget)"
+	@echo "make train MODEL=lenet5|vggnet7 PRECISION=binary|float|ternary|pynqz1|pynqz1_kd|binary_kd|binary_8bit_first_last"
+	@echo "                                 [EPOCHS=N] [ID=name] (pynqz1: the half-width binary VGGNet7 for the xc7z020 boards,"
+	@echo "                                 pynqz1_kd: trained on from its GPU run, distilled from the full-width one;"
+	@echo "                                 binary_kd: LeNet5's distilled recipe on a 59-minute budget; binary_8bit_first_last:"
+	@echo "                                 the same with 8-bit first/last layers, 99.50%)"
 	@echo "make test                       the test suite (CI runs this) on TEST_WORKERS pytest-xdist workers (default: cores, at most 4)"
 	@echo "make test-fast                  the suite without the tests marked slow (-m 'not slow')"
 	@echo "make test-long                  the tests marked long (over 5 min each, e.g. the KV260 driver drift check)"

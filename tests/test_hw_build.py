@@ -114,6 +114,18 @@ def test_pretrained_lenet5_to_codegen_verified_on_the_whole_test_set(lenet5_buil
     assert est["layers"]["MVAU_rtl_0"]["DSP"] > 0 and est["layers"]["MVAU_rtl_0"]["LUT"] == 0  # first layer: DSPs
 
 
+@pytest.mark.slow  # about 60 s on 2 cores: FINN's steps 15 s, verifying 10,000 images at 12 stages 39 s
+def test_the_binary_lenet5_at_the_float_reference_builds_for_the_pynq_z1(tmp_path):
+    """pretrained/lenet5/binary_8bit_first_last (99.50%): the shipped folding at >= 50k FPS within 85% of every
+    resource, everything counted, every stage giving the Brevitas model's class on all 10,000 test images."""
+    build(HwConfig(checkpoint=ROOT / "pretrained/lenet5/binary_8bit_first_last", board="Pynq-Z1", out=tmp_path,
+                   data_dir=str(DATA)), log=lambda *a: None)
+    stages = json.loads((tmp_path / "verification" / "report.json").read_text())["stages"]
+    assert len(stages) >= 12 and all(r["ok"] and r["top1_agree"] == 10000 for r in stages)
+    est = json.loads((tmp_path / "report" / "estimates.json").read_text())
+    assert est["fps"] >= 50_000 and max(est["utilisation_pct"].values()) <= 85
+
+
 def test_shipped_folding_given_explicitly_takes_its_specialize_config(tmp_path):
     """--folding X.json uses X.specialize.json beside it (the first layer on DSPs), so the shipped folding
     given by hand builds as the default does."""

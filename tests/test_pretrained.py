@@ -9,7 +9,8 @@ from training.checkpoint import evaluate_checkpoint
 pytestmark = pytest.mark.needs_data
 
 
-@pytest.mark.parametrize("precision, study", [("binary", 99.16), ("float", 99.50), ("binary_kd", 99.25)])
+@pytest.mark.parametrize("precision, study", [("binary", 99.16), ("float", 99.50), ("binary_kd", 99.25),
+                                              ("binary_8bit_first_last", 99.50)])
 def test_pretrained_lenet5_reaches_the_study(precision, study):
     folder = ROOT / "pretrained" / "lenet5" / precision
     acc = evaluate_checkpoint(folder, {"data_dir": str(DATA)}, log=lambda *a: None)
