@@ -33,7 +33,8 @@ def parser() -> argparse.ArgumentParser:
                    help="a run folder, a pretrained/ folder or a .pt checkpoint (with --inference)")
     p.add_argument("--export", metavar="DIR_OR_PT", type=Path,
                    help="export a checkpoint to QONNX for FINN (model.onnx beside it) and check it with qonnx's "
-                        "executor on the test set (--test-limit N: the first N images) against the Brevitas model")
+                        "executor against the Brevitas model on the first 1,000 test images (--test-limit N: N; "
+                        "0: all)")
     add_arguments(p)
     return p
 

@@ -104,10 +104,14 @@ def check_qonnx(model: nn.Module, onnx_path: Path, x: torch.Tensor, y: torch.Ten
             "brevitas_acc": 100.0 * float((ref.argmax(1) == labels).mean())}
 
 
+CHECK_IMAGES = 1000  # qonnx's executor goes image by image: LeNet5's 10,000 take 4 min on 2 cores
+
+
 def export_checkpoint(path: Path, log=print, overrides: dict | None = None) -> Path:
-    """model.onnx beside the checkpoint, then checked with qonnx's executor on the test images (all of them, or
-    test_limit: LeNet5 takes about a minute for 10,000, VGGNet7 far longer)."""
-    model, cfg, ck_path = load(path, {k: v for k, v in (overrides or {}).items() if k in ("data_dir", "test_limit")})
+    """model.onnx beside the checkpoint, then checked with qonnx's executor on the first CHECK_IMAGES test images
+    (test_limit given: that many; 0: all)."""
+    over = {k: v for k, v in (overrides or {}).items() if k in ("data_dir", "test_limit")}
+    model, cfg, ck_path = load(path, {"test_limit": CHECK_IMAGES, **over})
     out = export_qonnx(model, cfg, ck_path.parent / "model.onnx")
     log(f"wrote {out}")
     s = make_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, 1, cfg.test_limit)
