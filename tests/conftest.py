@@ -9,7 +9,14 @@ from common.paths import OFFLINE_DATASETS, ROOT  # the project's packages are in
 DATA = Path(os.environ.get("BNN_DATA_DIR") or OFFLINE_DATASETS)
 os.environ["BNN_DATA_DIR"] = str(DATA)
 
+import torch  # noqa: E402
+
 from common import compat  # noqa: E402,F401
+
+# make test's pytest-xdist workers share the cores: each gets its share of torch threads (OpenMP threads beyond
+# the free cores wait on each other at every barrier), and so do the tests' own trainings
+WORKER_THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+torch.set_num_threads(WORKER_THREADS)
 
 # `make test` runs the suite on pytest-xdist workers with --dist loadgroup: the tests sharing one of these
 # session builds go to one worker, so that each build is made once
@@ -61,7 +68,7 @@ def workers() -> int:
 def tiny_config(**kw):
     from training.config import TrainConfig
     base = dict(model="lenet5", dataset="mnist", epochs=1, batch_size=100, train_limit=3000, test_limit=500,
-                val_size=1000, width_scale=0.25, lr=0.005, threads=2, data_dir=str(DATA))
+                val_size=1000, width_scale=0.25, lr=0.005, threads=WORKER_THREADS, data_dir=str(DATA))
     base.update(kw)
     cfg = TrainConfig(**base)
     cfg.validate()

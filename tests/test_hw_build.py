@@ -114,14 +114,15 @@ def test_pretrained_lenet5_to_codegen_verified_on_the_whole_test_set(lenet5_buil
     assert est["layers"]["MVAU_rtl_0"]["DSP"] > 0 and est["layers"]["MVAU_rtl_0"]["LUT"] == 0  # first layer: DSPs
 
 
-@pytest.mark.slow  # about 60 s on 2 cores: FINN's steps 15 s, verifying 10,000 images at 12 stages 39 s
+@pytest.mark.slow  # about 40 s on 2 cores
 def test_the_binary_lenet5_at_the_float_reference_builds_for_the_pynq_z1(tmp_path):
     """pretrained/lenet5/binary_8bit_first_last (99.50%): the shipped folding at >= 50k FPS within 85% of every
-    resource, everything counted, every stage giving the Brevitas model's class on all 10,000 test images."""
+    resource, everything counted, every stage giving the Brevitas model's class on 2,000 test images (all 10,000
+    in docs/results.md: the default build)."""
     build(HwConfig(checkpoint=ROOT / "pretrained/lenet5/binary_8bit_first_last", board="Pynq-Z1", out=tmp_path,
-                   data_dir=str(DATA)), log=lambda *a: None)
+                   verify_images=2000, data_dir=str(DATA)), log=lambda *a: None)
     stages = json.loads((tmp_path / "verification" / "report.json").read_text())["stages"]
-    assert len(stages) >= 12 and all(r["ok"] and r["top1_agree"] == 10000 for r in stages)
+    assert len(stages) >= 12 and all(r["ok"] and r["top1_agree"] == 2000 for r in stages)
     est = json.loads((tmp_path / "report" / "estimates.json").read_text())
     assert est["fps"] >= 50_000 and max(est["utilisation_pct"].values()) <= 85
 
@@ -165,9 +166,9 @@ def test_a_folding_copied_without_its_specialize_config_names_the_cause(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.json"]  # no --out, no staging folder left
 
 
-@pytest.mark.slow  # over 30 s on 2 cores (make test's list)
 def test_model_too_big_for_the_board_names_resource_and_layers(tmp_path):
-    ck = _init_checkpoint(tmp_path / "wide.pt", width_scale=4.0)
+    # width x2.5: FC1's 4,000 x 1,280 binary weights alone need more BRAM than the Pynq-Z1 has (24 s here; x4: 94 s)
+    ck = _init_checkpoint(tmp_path / "wide.pt", width_scale=2.5)
     with pytest.raises(DoesNotFit, match=r"BRAM_18K: \d+ of 280 \(\d+\.\d%, limit 85%; most used by MVAU"):
         build(HwConfig(checkpoint=ck, out=tmp_path / "o", verify_images=0, target_fps=1000), log=lambda *a: None)
 

