@@ -67,9 +67,9 @@ def workers() -> int:
 
 
 def tiny_config(**kw):
+    from tools.floor_spread import TINY  # the one definition, which the floors' spread is measured on
     from training.config import TrainConfig
-    base = dict(model="lenet5", dataset="mnist", epochs=1, batch_size=100, train_limit=3000, test_limit=500,
-                val_size=1000, width_scale=0.25, lr=0.005, threads=2, data_dir=str(DATA))
+    base = dict(TINY, threads=2, data_dir=str(DATA))
     base.update(kw)
     cfg = TrainConfig(**base)
     cfg.validate()

@@ -20,7 +20,7 @@ from common.paths import OFFLINE_DATASETS
 from training.config import TrainConfig
 from training.train import train
 
-# the tests' tiny trainings (tests/conftest.py tiny_config, tests/test_training.py); name -> config keys
+# the tests' tiny training (tests/conftest.py tiny_config builds on it) and the variants they assert floors on
 TINY = dict(model="lenet5", dataset="mnist", epochs=1, batch_size=100, train_limit=3000, test_limit=500,
             val_size=1000, width_scale=0.25, lr=0.005)
 CASES = {
