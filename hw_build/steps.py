@@ -124,6 +124,16 @@ def step_round_xnor_thresholds(model, ctx: Context):
     return model.transform(RoundAndClipXnorThresholds())
 
 
+def step_minimize_bit_width(model, ctx: Context):
+    """FINN's step_minimize_bit_width, then the project transformation XnorPopcountAccumulator: FINN sizes
+    XNOR-MVAU accumulators for a dot product, not the popcount finn-hlslib computes there."""
+    import finn.builder.build_dataflow_steps as steps
+
+    from .transforms import XnorPopcountAccumulator, xnor_thresholds
+    thresholds = xnor_thresholds(model)
+    return steps.step_minimize_bit_width(model, ctx.finn_cfg).transform(XnorPopcountAccumulator(thresholds))
+
+
 def step_create_dataflow_partition(model, ctx: Context):
     """FINN's partition; the parent (layout nodes the host runs) is kept for verification and the driver."""
     import finn.builder.build_dataflow_steps as steps
@@ -315,7 +325,7 @@ STEPS = [
     Step("rtl_mvau", step_rtl_mvau, verify=True),
     Step("specialize_layers", _finn_step("step_specialize_layers"), verify=True),
     Step("folding", step_folding),
-    Step("minimize_bit_width", _finn_step("step_minimize_bit_width"), verify=True),
+    Step("minimize_bit_width", step_minimize_bit_width, verify=True),
     Step("estimates", step_estimates, writes="estimates"),
     Step("hw_codegen", _finn_step("step_hw_codegen"), verify=True),
     Step("driver_settings", step_driver_settings),   # -> driver_settings/

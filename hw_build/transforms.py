@@ -203,3 +203,55 @@ class WrapWithIODMAs(Transformation):
                 name, counts[kind] = f"{kind}{counts[kind]}", counts[kind] + 1
             getCustomOp(node).set_nodeattr("instance_name", name)
         return model, False
+
+
+def xnor_thresholds(model) -> dict:
+    """The thresholds of each XNOR-popcount MVAU with an activation, by node name (XnorPopcountAccumulator's
+    input: taken before FINN's step_minimize_bit_width, which may clip them)."""
+    return {n.name: model.get_initializer(n.input[2]) for n in model.graph.node
+            if n.op_type.startswith("MVAU") and getCustomOp(n).get_nodeattr("binaryXnorMode") == 1
+            and getCustomOp(n).get_nodeattr("noActivation") == 0 and len(n.input) > 2}
+
+
+class XnorPopcountAccumulator(Transformation):
+    """Sizes the accumulator of each binary (XNOR-popcount) MVAU for what finn-hlslib accumulates there: the
+    popcount of matches, an integer in [0, MW].
+
+    finn-plus 1.6.1's minimize_accumulator_width sizes it for the dot product of the weights as {-1, +1} with
+    inputs as {0, 1}, [-#(-1 weights), #(+1 weights)] per row: INT8 for a row of MW = 128 or 200 with about as
+    many of each, where a popcount >= 128 wraps to a negative number in the HLS code (cppsim, and the
+    hardware) but not in FINN's python execution, and its RoundAndClipThresholds then clips thresholds to
+    that range. Measured: a tiny LeNet5's last MVAU (MW 128, no activation) gave -128 for 128 in cppsim, its
+    second (MW 200) 0 for 1 wherever a popcount reached 128. Where FINN's type cannot hold [0, MW], this
+    gives the smallest UINT that holds the popcount and the thresholds (`thresholds`, from before FINN's
+    step, restored), the type of the thresholds too, and, with no activation, of the output (a multiple of
+    8 bits on the graph's last node, as FINN does)."""
+
+    def __init__(self, thresholds: dict):
+        super().__init__()
+        self.thresholds = thresholds
+
+    def apply(self, model):
+        from qonnx.transformation.infer_datatypes import InferDataTypes
+        from qonnx.util.basic import roundup_to_integer_multiple
+        for node in model.graph.node:
+            if not node.op_type.startswith("MVAU") or getCustomOp(node).get_nodeattr("binaryXnorMode") != 1:
+                continue
+            inst = getCustomOp(node)
+            top = inst.get_nodeattr("MW")
+            thr = self.thresholds.get(node.name)
+            if thr is not None:
+                top = max(top, int(thr.max()))
+            acc = DataType[inst.get_nodeattr("accDataType")]
+            if acc.min() <= 0 and acc.max() >= top:
+                continue
+            bits = int(np.ceil(np.log2(top + 1)))
+            if inst.get_nodeattr("noActivation"):
+                if not model.find_direct_successors(node):
+                    bits = roundup_to_integer_multiple(bits, 8)
+                inst.set_nodeattr("outputDataType", f"UINT{bits}")
+            inst.set_nodeattr("accDataType", f"UINT{bits}")
+            if thr is not None:
+                model.set_initializer(node.input[2], thr)
+                model.set_tensor_datatype(node.input[2], DataType[f"UINT{bits}"])
+        return model.transform(InferDataTypes()), False

@@ -14,8 +14,7 @@ import torch  # noqa: E402
 from common import compat  # noqa: E402,F401
 
 # make test's pytest-xdist workers share the cores: each gets its share of torch threads (OpenMP threads beyond
-# the free cores wait on each other at every barrier). The tiny trainings keep 2 threads: their float summation
-# order decides the weights, and the tests' builds and simulations are of those weights
+# the free cores wait on each other at every barrier), and so do the tests' own trainings
 WORKER_THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 torch.set_num_threads(WORKER_THREADS)
 
@@ -69,7 +68,7 @@ def workers() -> int:
 def tiny_config(**kw):
     from tools.floor_spread import TINY  # the one definition, which the floors' spread is measured on
     from training.config import TrainConfig
-    base = dict(TINY, threads=2, data_dir=str(DATA))
+    base = dict(TINY, threads=WORKER_THREADS, data_dir=str(DATA))
     base.update(kw)
     cfg = TrainConfig(**base)
     cfg.validate()

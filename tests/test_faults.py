@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import DATA, ROOT, missing_prerequisite
+from conftest import DATA, ROOT, WORKER_THREADS, missing_prerequisite
 
 ENV = {**os.environ, "BNN_DATA_DIR": str(DATA)}
 
@@ -132,7 +132,7 @@ def test_a_damaged_hwh_is_named_with_the_command_that_writes_it_again(built, tmp
 
 # ---- interrupts and kills at named points of the work (common/faults.py) ---------------------------------
 TINY = ["--epochs", "2", "--train-limit", "3000", "--test-limit", "500", "--val-size", "1000", "--width-scale",
-        "0.25", "--batch-size", "100", "--threads", "2", "--compile", "off", "--amp", "none",
+        "0.25", "--batch-size", "100", "--threads", str(WORKER_THREADS), "--compile", "off", "--amp", "none",
         "--time-budget", "0"]
 
 

@@ -1,4 +1,5 @@
 """The FINN flow on real checkpoints and real images, without Xilinx tools."""
+import copy
 import hashlib
 import json
 import shutil
@@ -243,6 +244,78 @@ def test_round_and_clip_xnor_thresholds_keeps_the_function():
     m2 = m.transform(RoundAndClipXnorThresholds())
     assert m2.get_initializer("t").ravel().tolist() == [0, 3, 9, 4]
     assert all(np.array_equal(a, execute_onnx(m2, {"x": x})["y"]) for a, x in zip(before, xs))
+
+
+def _xnor_mvau(mw, mh, no_activation, thresholds=None):
+    """A one-node graph: a binary (XNOR-popcount) MVAU over MW inputs whose weight rows hold as many
+    ones as zeros (FINN's sizing for a dot product then gives INT8 for MW = 128 or 200)."""
+    from onnx import TensorProto, helper
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.basic import qonnx_make_model
+    inputs = ["x", "w"] + (["t"] if thresholds is not None else [])
+    odt = "INT32" if no_activation else "BINARY"
+    node = helper.make_node("MVAU", inputs, ["y"], domain="finn.custom_op.fpgadataflow", backend="fpgadataflow",
+                            MW=mw, MH=mh, SIMD=mw, PE=mh, binaryXnorMode=1, noActivation=no_activation,
+                            inputDataType="BINARY", weightDataType="BINARY", outputDataType=odt, ActVal=0,
+                            accDataType="INT32", name="MVAU_0")
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, mw])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, mh])])
+    m = ModelWrapper(qonnx_make_model(g))
+    w = np.zeros((mw, mh), dtype=np.float32)
+    for j in range(mh):
+        w[np.random.default_rng(j).permutation(mw)[:mw // 2], j] = 1
+    m.set_initializer("w", w)
+    if thresholds is not None:
+        m.set_initializer("t", np.array(thresholds, dtype=np.float32).reshape(mh, 1))
+        m.set_tensor_datatype("t", DataType["UINT8"])
+    for t, dt in (("x", "BINARY"), ("w", "BINARY"), ("y", odt)):
+        m.set_tensor_datatype(t, DataType[dt])
+    return m, w
+
+
+@pytest.mark.parametrize("mw, no_activation, thresholds", [(128, 1, None), (200, 0, [101, 150])])
+def test_xnor_accumulator_holds_the_popcount(tmp_path, monkeypatch, mw, no_activation, thresholds):
+    """finn-hlslib accumulates an XNOR MVAU's popcount, [0, MW], in accDataType; FINN's step sizes it for a
+    dot product (INT8 here, where 128 wraps to -128 in cppsim: measured on a tiny LeNet5) and clips thresholds
+    to it. The project's step_minimize_bit_width leaves a type that holds every popcount and keeps the
+    thresholds, so FINN's python execution (which never wraps) gives what it gave before the step."""
+    from types import SimpleNamespace
+
+    from hw_build.finn_env import setup
+    for var, value in (("FINN_BUILD_DIR", str(tmp_path)), ("SANITIZE_QUANT_TENSORS", "0")):
+        monkeypatch.setenv(var, value)
+    setup(create=False)  # before FINN's builder is imported
+    import finn.builder.build_dataflow_steps as finn_steps
+    from finn.builder.build_dataflow_config import DataflowBuildConfig
+    from finn.core.onnx_exec import execute_onnx
+    from qonnx.core.datatype import DataType
+    from qonnx.custom_op.registry import getCustomOp
+
+    from hw_build.steps import step_minimize_bit_width
+    m, w = _xnor_mvau(mw, 2, no_activation, thresholds)
+    cfg = DataflowBuildConfig(output_dir=str(tmp_path), synth_clk_period_ns=10.0, generate_outputs=[])
+    xs = [w[:, :1].T, w[:, 1:].T, 1 - w[:, :1].T] + [np.random.default_rng(9).integers(0, 2, (1, mw)).astype(
+        np.float32) for _ in range(20)]  # popcounts MW and 0 included
+    before = [execute_onnx(m, {"x": x})["y"] for x in xs]
+    finn_only = getCustomOp(finn_steps.step_minimize_bit_width(_copy(m), cfg).graph.node[0])
+    assert not DataType[finn_only.get_nodeattr("accDataType")].allowed(mw)  # the reason for the project step
+    ours = step_minimize_bit_width(m, SimpleNamespace(finn_cfg=cfg))
+    inst = getCustomOp(ours.graph.node[0])
+    acc = DataType[inst.get_nodeattr("accDataType")]
+    assert acc.allowed(0) and acc.allowed(mw) and acc.name == "UINT8"
+    if thresholds is not None:
+        assert ours.get_initializer("t").ravel().tolist() == thresholds
+        assert ours.get_tensor_datatype("t") == acc
+    else:
+        assert inst.get_nodeattr("outputDataType") == "UINT8" and ours.get_tensor_datatype("y") == acc
+    assert all(np.array_equal(a, execute_onnx(ours, {"x": x})["y"]) for a, x in zip(before, xs))
+    assert before[0].max() == (mw if no_activation else 1)
+
+
+def _copy(model):
+    from qonnx.core.modelwrapper import ModelWrapper
+    return ModelWrapper(copy.deepcopy(model.model))
 
 
 def test_vggnet7_minus_one_padding_streamlines_exactly(tmp_path):
