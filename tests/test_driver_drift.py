@@ -208,8 +208,9 @@ def _finn_rtlsim_performance(built, folder, monkeypatch):
 
 
 def test_rtlsim_performance_and_fifo_depths_are_recorded_as_simulated(built, tmp_path, monkeypatch):
-    """step record_rtlsim: rtlsim_performance.json as FINN's step writes it (one entry per layer) and
-    fifo_sizing.json into estimates.json and the summary; the slowest layer sets the simulated FPS."""
+    """step record_rtlsim: rtlsim_performance.json as FINN's step writes it (one entry per layer) into
+    estimates.json and the summary; the slowest layer sets the simulated FPS (FINN's fifo_sizing.json: the
+    next test)."""
     from hw_build.estimates import summary
     from hw_build.stitched import record
     folder = BuildFolder(tmp_path)
@@ -217,8 +218,6 @@ def test_rtlsim_performance_and_fifo_depths_are_recorded_as_simulated(built, tmp
     shutil.copyfile(BuildFolder(built).estimates_file, folder.estimates_file)
     folder.finn_report.mkdir(parents=True)
     _finn_rtlsim_performance(built, folder, monkeypatch)
-    (folder.finn_report / "fifo_sizing.json").write_text(json.dumps(
-        {"fifo_depths": {"StreamingFIFO_rtl_0": 32, "StreamingFIFO_rtl_1": 2}}))
     est = record(folder)
     built_est = BuildFolder(built).estimates()
     assert len(est["rtlsim"]["results"]) >= 5 and "simulated" in est["rtlsim"]["kind"]
@@ -226,13 +225,15 @@ def test_rtlsim_performance_and_fifo_depths_are_recorded_as_simulated(built, tmp
     assert folder.estimates() == est
     text = summary(est, get_board("Pynq-Z1"))
     assert f"simulated: {est['rtlsim']['fps']:,.0f} FPS in FINN's stitched-IP rtlsim" in text
-    assert "FIFOs sized by FINN: 2, depths 2..32" in text
+    assert "FIFOs sized by FINN" not in text  # no fifo_sizing.json: the unsized FIFOs FINN inserts
 
 
 def test_fifo_depths_as_finns_step_reports_them_are_recorded(built, tmp_path, monkeypatch):
     """fifo_sizing.json written by FINN's own step_set_fifo_depths on the built LeNet5 (depths from a file, as
     --fifo-depths gives them; the code and IP generation the step runs next need Vitis HLS and are left out):
-    record_rtlsim keeps FINN's depths, and the copy it writes is a file --fifo-depths takes."""
+    record_rtlsim keeps FINN's depths, the summary states them, and the copy it writes is a file --fifo-depths
+    takes."""
+    from hw_build.estimates import summary
     from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
     from finn.transformation.fpgadataflow.insert_fifo import InsertFIFO
     from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
@@ -263,6 +264,7 @@ def test_fifo_depths_as_finns_step_reports_them_are_recorded(built, tmp_path, mo
     bds.step_set_fifo_depths(child, make_finn_cfg(hw, board, folder, None))
     est = record(folder)
     assert len(names) >= 5 and est["fifo_depths"] == asked
+    assert f"FIFOs sized by FINN: {len(names)}, depths 4..32" in summary(est, board)
     check_fifo_depths(folder.report / "fifo_depths.json")  # what the next build's --fifo-depths reads
 
 
