@@ -233,7 +233,6 @@ def test_fifo_depths_as_finns_step_reports_them_are_recorded(built, tmp_path, mo
     --fifo-depths gives them; the code and IP generation the step runs next need Vitis HLS and are left out):
     record_rtlsim keeps FINN's depths, the summary states them, and the copy it writes is a file --fifo-depths
     takes."""
-    from hw_build.estimates import summary
     from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
     from finn.transformation.fpgadataflow.insert_fifo import InsertFIFO
     from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
@@ -241,6 +240,7 @@ def test_fifo_depths_as_finns_step_reports_them_are_recorded(built, tmp_path, mo
     from qonnx.core.modelwrapper import ModelWrapper
 
     from hw_build.config import HwConfig, check_fifo_depths
+    from hw_build.estimates import summary
     from hw_build.finn_env import setup
     from hw_build.steps import make_finn_cfg
     from hw_build.stitched import record
