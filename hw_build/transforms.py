@@ -238,14 +238,11 @@ class XnorPopcountAccumulator(Transformation):
             if not node.op_type.startswith("MVAU") or getCustomOp(node).get_nodeattr("binaryXnorMode") != 1:
                 continue
             inst = getCustomOp(node)
-            top = inst.get_nodeattr("MW")
-            thr = self.thresholds.get(node.name)
-            if thr is not None:
-                top = max(top, int(thr.max()))
-            acc = DataType[inst.get_nodeattr("accDataType")]
-            if acc.min() <= 0 and acc.max() >= top:
+            mw, acc = inst.get_nodeattr("MW"), DataType[inst.get_nodeattr("accDataType")]
+            if acc.allowed(0) and acc.allowed(mw):  # then FINN clipped no threshold either (they are <= MW + 1)
                 continue
-            bits = int(np.ceil(np.log2(top + 1)))
+            thr = self.thresholds.get(node.name)
+            bits = int(np.ceil(np.log2(max(mw, 0 if thr is None else int(thr.max())) + 1)))
             if inst.get_nodeattr("noActivation"):
                 if not model.find_direct_successors(node):
                     bits = roundup_to_integer_multiple(bits, 8)
