@@ -224,6 +224,24 @@ def test_compiled_training_matches_eager_metrics_closely(tmp_path):
 
 
 @pytest.mark.needs_data
+def test_compiled_distillation_compiles_the_teacher_too(tiny_run, tmp_path, monkeypatch):
+    """With compile on, the teacher's forward is compiled as well (the full-width VGGNet7 teacher under bf16,
+    batch 100, 2 threads: 443-468 ms eager, 86-88 ms compiled, measured side by side on machine C); the
+    distilled run learns as the eager one does."""
+    compiled, real = [], torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m, *a, **k: compiled.append(m) or real(m, *a, **k))
+    rows = {}
+    for mode in ("off", "on"):
+        run = train(tiny_config(epochs=1, train_limit=600, compile=mode, distill_from=str(tiny_run),
+                                distill_weight=0.7, results=str(tmp_path / mode)), run_id="kd", log=lambda *a: None)
+        rows[mode] = next(csv.DictReader(open(run / "metrics.csv")))
+    assert len(compiled) == 2 and all(not p.requires_grad for p in compiled[1].parameters())  # student, teacher
+    # measured (machine C, bf16, 2 threads): train loss 0.86296 eager / 0.85743 compiled, 5.5e-3 apart (fused
+    # bf16 rounding in both nets; 3e-4 without a teacher): held within 0.03, far below a teacher gone wrong
+    assert abs(float(rows["on"]["train_loss"]) - float(rows["off"]["train_loss"])) < 0.03
+
+
+@pytest.mark.needs_data
 def test_auto_precision_and_compile_resolve_per_machine_and_run(monkeypatch, tiny_run):
     """amp/compile 'auto': bf16 only where the CPU computes it natively, compile only where a run is long enough
     to earn its compile time back (and not for fp32 VGGNet7 on the CPU); params.yml records what ran."""

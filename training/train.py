@@ -176,6 +176,8 @@ def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
             log(f"run folder: {run.dir}")
     if cfg.compile == "on":  # resolved above: 'auto' is gone
         net = torch.compile(net)  # the training forward only; evaluation runs the module as it is
+        if teacher is not None:  # its forward in every step (or the cache): Brevitas's quantizers fuse
+            teacher = torch.compile(teacher)
     cores = CoreShare(log) if device.type == "cpu" and not cfg.threads and world == 1 else None
     cache = None
     if teacher is not None and TeacherCache.pays(cfg):
