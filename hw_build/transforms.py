@@ -205,12 +205,17 @@ class WrapWithIODMAs(Transformation):
         return model, False
 
 
+def xnor_mvaus(model) -> list:
+    """The binary (XNOR-popcount) MVAUs of a graph."""
+    return [n for n in model.graph.node
+            if n.op_type.startswith("MVAU") and getCustomOp(n).get_nodeattr("binaryXnorMode")]
+
+
 def xnor_thresholds(model) -> dict:
     """The thresholds of each XNOR-popcount MVAU with an activation, by node name (XnorPopcountAccumulator's
     input: taken before FINN's step_minimize_bit_width, which may clip them)."""
-    return {n.name: model.get_initializer(n.input[2]) for n in model.graph.node
-            if n.op_type.startswith("MVAU") and getCustomOp(n).get_nodeattr("binaryXnorMode") == 1
-            and getCustomOp(n).get_nodeattr("noActivation") == 0 and len(n.input) > 2}
+    return {n.name: model.get_initializer(n.input[2]) for n in xnor_mvaus(model)
+            if getCustomOp(n).get_nodeattr("noActivation") == 0 and len(n.input) > 2}
 
 
 class XnorPopcountAccumulator(Transformation):
@@ -234,9 +239,7 @@ class XnorPopcountAccumulator(Transformation):
     def apply(self, model):
         from qonnx.transformation.infer_datatypes import InferDataTypes
         from qonnx.util.basic import roundup_to_integer_multiple
-        for node in model.graph.node:
-            if not node.op_type.startswith("MVAU") or getCustomOp(node).get_nodeattr("binaryXnorMode") != 1:
-                continue
+        for node in xnor_mvaus(model):
             inst = getCustomOp(node)
             mw, acc = inst.get_nodeattr("MW"), DataType[inst.get_nodeattr("accDataType")]
             if acc.allowed(0) and acc.allowed(mw):  # then FINN clipped no threshold either (they are <= MW + 1)

@@ -187,9 +187,9 @@ def test_every_xnor_accumulator_holds_its_popcount(which, request):
     from qonnx.custom_op.registry import getCustomOp
 
     from hw_build.build_folder import BuildFolder
+    from hw_build.transforms import xnor_mvaus
     model = ModelWrapper(str(BuildFolder(request.getfixturevalue(f"{which}_build")).last_stage("hw_codegen")))
-    xnor = [n for n in model.graph.node
-            if n.op_type.startswith("MVAU") and getCustomOp(n).get_nodeattr("binaryXnorMode")]
+    xnor = xnor_mvaus(model)
     assert len(xnor) >= 2
     for node in xnor:
         inst = getCustomOp(node)

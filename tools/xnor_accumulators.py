@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import io
 import sys
 import tempfile
@@ -30,6 +29,7 @@ def accumulators(checkpoint: Path, board: str, data_dir: str, work: Path) -> lis
     """(layer, MW, FINN's type, holds [0, MW], the build's type) per XNOR MVAU."""
     from hw_build.build_folder import BuildFolder
     from hw_build.flow import HwConfig, build
+    from hw_build.transforms import xnor_mvaus
     out = work / f"{checkpoint.name}_{board}"
     with contextlib.redirect_stdout(io.StringIO()):  # FINN's and the exporter's chatter
         build(HwConfig(checkpoint=checkpoint, board=board, out=out, verify_images=0,
@@ -42,13 +42,10 @@ def accumulators(checkpoint: Path, board: str, data_dir: str, work: Path) -> lis
     folder = BuildFolder(out)
     ours = ModelWrapper(str(folder.last_stage("minimize_bit_width")))
     cfg = DataflowBuildConfig(output_dir=str(work / "finn_out"), synth_clk_period_ns=10.0, generate_outputs=[])
-    finn = finn_steps.step_minimize_bit_width(ModelWrapper(copy.deepcopy(
-        ModelWrapper(str(folder.last_stage("folding"))).model)), cfg)
+    finn = finn_steps.step_minimize_bit_width(ModelWrapper(str(folder.last_stage("folding"))), cfg)
     rows = []
-    for node in finn.graph.node:
+    for node in xnor_mvaus(finn):
         inst = getCustomOp(node)
-        if not node.op_type.startswith("MVAU") or not inst.get_nodeattr("binaryXnorMode"):
-            continue
         acc, mw = DataType[inst.get_nodeattr("accDataType")], inst.get_nodeattr("MW")
         rows.append((node.name, mw, acc.name, acc.allowed(0) and acc.allowed(mw),
                      getCustomOp(ours.get_node_from_name(node.name)).get_nodeattr("accDataType")))
