@@ -1,4 +1,5 @@
 import csv
+import json
 import math
 import os
 import shutil
@@ -303,6 +304,10 @@ def test_distillation_trains_from_a_teacher_and_refuses_another_dataset(tmp_path
     assert float((run / "test_accuracy.txt").read_text().split()[0]) > 35
     import yaml
     assert yaml.safe_load((run / "params.yml").read_text())["distill_from"] == str(tiny_run)
+    from training.publish import publish
+    info = json.loads((publish(run, tmp_path / "pretrained", "here") / "info.json").read_text())
+    assert info["teacher"] == str(tiny_run) and "started_from" not in info and info["epochs"] == 1
+    assert info["test_acc"] == float((tmp_path / "pretrained/test_accuracy.txt").read_text())
     vgg_teacher = tmp_path / "vgg.pt"
     from training.models import build_model
     vcfg = tiny_config(model="vggnet7", dataset="cifar10", width_scale=0.0625, layer_order="CBAP")

@@ -2,7 +2,7 @@
 
 Writes model.npz (the run's final.pt in the compact format of training/compact.py: binary weights as bits),
 params.yml, metrics.csv, curves.png, test_accuracy.txt and info.json (epochs, wall time, where and how it
-trained). QONNX is generated on demand (`make export`, and every hardware build exports its own).
+trained, and the teacher and starting weights of a run that had them). QONNX is generated on demand (`make export`, and every hardware build exports its own).
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import torch
+import yaml
 
 from common import compat  # noqa: F401
 
@@ -29,6 +30,13 @@ def this_machine() -> str:
     except (OSError, StopIteration):
         pass
     return f"{cpu}, {os.cpu_count()} cores"
+
+
+def lineage(run: Path) -> dict:
+    """What the run learned from besides the data: its distillation teacher and the weights it started from."""
+    params = yaml.safe_load((run / "params.yml").read_text()) or {}
+    return {key: params[name] for name, key in (("distill_from", "teacher"), ("init_from", "started_from"))
+            if params.get(name)}
 
 
 def publish(run: Path, dest: Path, where: str, command: str = "", code: str = "", extra: dict | None = None) -> Path:
@@ -47,7 +55,7 @@ def publish(run: Path, dest: Path, where: str, command: str = "", code: str = ""
             "test_images": n_test, "epochs": len(rows),
             "train_wall_minutes": round(sum(float(r["epoch_seconds"]) for r in rows) / 60, 1),
             "trained_on": where, "command": command, "code": code,
-            "torch": torch.__version__, "python": platform.python_version(), **(extra or {})}
+            "torch": torch.__version__, "python": platform.python_version(), **lineage(run), **(extra or {})}
     (dest / "info.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(info, indent=2))
     return dest
