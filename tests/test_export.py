@@ -5,7 +5,7 @@ from conftest import DATA
 
 from training.checkpoint import CheckpointError, load, predict
 from training.data import make_splits
-from training.export import export_qonnx, to_cbap
+from training.export import export_qonnx, qonnx_logits, to_cbap
 
 pytestmark = pytest.mark.needs_data
 
@@ -43,6 +43,8 @@ def test_exported_qonnx_predicts_exactly_as_brevitas(tiny_run, images, tmp_path)
     got = np.concatenate([execute_onnx(m, {i: images[k:k + 1].float().numpy()})[o] for k in range(len(images))])
     assert np.abs(got - ref).max() < 1e-5
     assert (got.argmax(1) == ref.argmax(1)).all()
+    # the check's batched copies (qonnx's ChangeBatchSize; 64 = 6 x 10 + 4) give the file's logits
+    np.testing.assert_array_equal(qonnx_logits(path, images, batch=10), got)
 
 
 def test_bad_checkpoints(tmp_path, tiny_run):
