@@ -88,7 +88,8 @@ class TrainConfig:
     # data and run
     data_dir: str = _opt("", "folder with mnist.npz / cifar10.npz (layout of ../shared/datasets); "
                              "empty: $BNN_DATA_DIR, then ./data (filled by 'make data')")
-    val_size: int = _opt(-1, "validation images split off the training set; -1: study's (MNIST 10k, CIFAR-10 5k)")
+    val_size: int = _opt(-1, "validation images split off the training set; -1: study's (MNIST 10k, CIFAR-10 5k); "
+                                  "0: none, train on every training image (final.pt: last.pt, PreciseBN)")
     train_limit: int = _opt(0, "use only the first N training images (0: all); for quick runs and tests")
     test_limit: int = _opt(0, "evaluate only the first N test images (0: all)")
     results: str = _opt("results", "folder for run outputs: RESULTS/ID/run-TIMESTAMP/")

@@ -40,20 +40,26 @@ def precise_bn(model, x, batch: int, device) -> None:
     model.eval()
 
 
+def candidates(run: Run, splits, device) -> list[tuple[str, dict]]:
+    """best.pt and last.pt; without a validation split (val_size 0) only last.pt: nothing to choose on."""
+    names = ("best.pt", "last.pt") if len(splits.x_val) else ("last.pt",)
+    return [(n, read_checkpoint(run.dir / n, device)) for n in names]
+
+
 def select_final(run: Run, cfg: TrainConfig, splits, device, log) -> dict:
     """final.pt: best.pt or last.pt after PreciseBN, whichever validates better (ties: last.pt)."""
-    model = build_model(cfg).to(device)
-    best = read_checkpoint(run.dir / "best.pt", device)
+    model, cands = build_model(cfg).to(device), candidates(run, splits, device)
     if not (cfg.precise_bn and norm_layers(model)):
-        final = dict(best, source="best.pt", precise_bn=False)
+        name, ck = cands[0]
+        final = dict(ck, source=name, precise_bn=False, val_acc=ck.get("val_acc"))
     else:
-        last = read_checkpoint(run.dir / "last.pt", device)
         final = None
-        for name, ck in (("best.pt", best), ("last.pt", last)):
+        for name, ck in cands:
             model.load_state_dict(ck["model"])
             precise_bn(model, splits.x_train, cfg.eval_batch_size, device)
-            _, val_acc = evaluate(model, splits.x_val, splits.y_val, cfg, device)
-            log(f"PreciseBN on {name} (epoch {ck['epoch']}): val acc {val_acc:.3f}%")
+            val_acc = evaluate(model, splits.x_val, splits.y_val, cfg, device)[1] if len(splits.x_val) else None
+            log(f"PreciseBN on {name} (epoch {ck['epoch']}): " +
+                (f"val acc {val_acc:.3f}%" if val_acc is not None else "no validation split"))
             if final is None or val_acc >= final["val_acc"]:
                 final = {"model": {k: v.clone() for k, v in model.state_dict().items()}, "config": ck["config"],
                          "epoch": ck["epoch"], "val_acc": val_acc, "source": name, "precise_bn": True}
@@ -70,17 +76,21 @@ def finish(run: Run, cfg: TrainConfig, splits, device, log) -> None:
     how = "PreciseBN of " if final["precise_bn"] else ""
     write_text(run.dir / "test_accuracy.txt",
                f"{test_acc:.2f}\n# final.pt = {how}{final['source']}: epoch {final['epoch']}, "
-               f"val {final['val_acc']:.3f}%, test images {len(splits.x_test)}\n")
+               f"{val_text(final['val_acc'])}, test images {len(splits.x_test)}\n")
     log(f"test accuracy of final.pt ({how}{final['source']}, epoch {final['epoch']}): {test_acc:.2f}% "
         f"on {len(splits.x_test)} images")
     from .plots import training_curves
     training_curves(run.metrics, run.dir / "curves.png", title=f"{cfg.model} {run.dir.parent.name}")
 
 
+def val_text(val_acc: float | None) -> str:
+    return "no validation split" if val_acc is None else f"val {val_acc:.3f}%"
+
+
 def finish_run(run_dir: Path, log=print) -> Path:
     """Redoes the end of training for a completed run folder (e.g. one trained before PreciseBN existed)."""
     cfg = load_config_of(run_dir)
-    if not (run_dir / "best.pt").is_file() or not (run_dir / "last.pt").is_file():
+    if not (run_dir / "last.pt").is_file() or (cfg.val_size != 0 and not (run_dir / "best.pt").is_file()):
         raise ConfigError(f"{run_dir} has no best.pt/last.pt: it never completed an epoch")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -14,10 +14,12 @@ def training_curves(metrics_csv: Path, out: Path, title: str = "") -> Path:
     ep = [int(r["epoch"]) for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(ep, [float(r["train_loss"]) for r in rows], label="train")
-    ax1.plot(ep, [float(r["val_loss"]) for r in rows], label="validation")
+    if all(r["val_loss"] for r in rows):  # empty without a validation split (val_size 0)
+        ax1.plot(ep, [float(r["val_loss"]) for r in rows], label="validation")
     ax1.set(xlabel="epoch", ylabel="loss", title="loss")
     ax2.plot(ep, [float(r["train_acc"]) for r in rows], label="train")
-    ax2.plot(ep, [float(r["val_acc"]) for r in rows], label="validation")
+    if all(r["val_acc"] for r in rows):
+        ax2.plot(ep, [float(r["val_acc"]) for r in rows], label="validation")
     ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)

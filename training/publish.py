@@ -51,8 +51,9 @@ def publish(run: Path, dest: Path, where: str, command: str = "", code: str = ""
     acc, n_test = evaluate_checkpoint(dest / "model.npz", {"data_dir": ""}, log=lambda *a: None, count=True)
     (dest / "test_accuracy.txt").write_text(f"{acc:.2f}\n")
     rows = list(csv.DictReader(open(run / "metrics.csv")))
-    info = {"run": str(run), "epoch": ck["epoch"], "checkpoint": ck["source"],
-            "precise_bn": ck["precise_bn"], "val_acc": round(ck["val_acc"], 3), "test_acc": round(acc, 2),
+    val = ck.get("val_acc")  # None: trained without a validation split
+    info = {"run": str(run), "epoch": ck["epoch"], "checkpoint": ck["source"], "precise_bn": ck["precise_bn"],
+            "val_acc": None if val is None else round(val, 3), "test_acc": round(acc, 2),
             "test_images": n_test, "epochs": len(rows),
             "train_wall_minutes": round(sum(float(r["epoch_seconds"]) for r in rows) / 60, 1),
             "trained_on": where, "command": command, "code": code,

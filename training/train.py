@@ -237,20 +237,22 @@ def _end_epoch(s: _State, epoch: int, sums: tuple, t0: float, log) -> None:
     """Validation, the metrics row, best.pt when validation improves, last.pt every checkpoint_every epochs."""
     cfg, run = s.cfg, s.run
     train_loss, train_acc, lr_used = sums
-    val_loss, val_acc = evaluate(s.model, s.splits.x_val, s.splits.y_val, cfg, s.device)
+    has_val = len(s.splits.x_val) > 0  # val_size 0: trained on every training image, nothing to validate on
+    val_loss, val_acc = evaluate(s.model, s.splits.x_val, s.splits.y_val, cfg, s.device) if has_val else (0, 0)
     seconds = time.time() - t0  # training and validation, as the GPU figures are quoted
     row = {"epoch": epoch, "train_loss": f"{train_loss:.5f}", "train_acc": f"{train_acc:.3f}",
-           "val_loss": f"{val_loss:.5f}", "val_acc": f"{val_acc:.3f}", "lr": f"{lr_used:.3e}",
-           "epoch_seconds": f"{seconds:.1f}"}
+           "val_loss": f"{val_loss:.5f}" if has_val else "", "val_acc": f"{val_acc:.3f}" if has_val else "",
+           "lr": f"{lr_used:.3e}", "epoch_seconds": f"{seconds:.1f}"}
     run.append_metrics(row)  # before last.pt: a resume drops rows past the checkpoint
-    if val_acc > s.best_acc:
+    if has_val and val_acc > s.best_acc:
         s.best_acc = val_acc
         save_checkpoint({"model": s.model.state_dict(), "config": cfg.to_dict(), "epoch": epoch,
                      "val_acc": val_acc}, run.dir / "best.pt")
     if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
         _save_last(s, epoch)
+    val = f"val acc {row['val_acc']}% (best {s.best_acc:.2f}%)" if has_val else "no validation split"
     log(f"epoch {epoch}/{cfg.epochs}  train loss {row['train_loss']} acc {row['train_acc']}%  "
-        f"val acc {row['val_acc']}% (best {s.best_acc:.2f}%)  lr {row['lr']}  {seconds:.1f} s")
+        f"{val}  lr {row['lr']}  {seconds:.1f} s")
 
 
 def _save_last(s: _State, epoch: int) -> None:
