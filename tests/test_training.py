@@ -410,3 +410,22 @@ def test_a_presets_shipped_paths_are_found_from_any_working_directory(tmp_path, 
     n = len(build_model(cfg).state_dict())
     assert init_from(build_model(cfg), "pretrained/lenet5/binary_kd") == \
         f"initialised {n} of {n} tensors from pretrained/lenet5/binary_kd"
+
+
+@pytest.mark.needs_data
+def test_val_size_0_trains_on_every_training_image_and_publishes_last_pt(tmp_path):
+    from training.data import make_splits
+    from training.finish import finish_run
+    from training.publish import publish
+    assert len(make_splits("mnist", tiny_config().data_dir, 0).x_train) == 60000  # the study's split keeps 50,000
+    run = train(tiny_config(epochs=2, val_size=0, results=str(tmp_path)), run_id="all", log=lambda *a: None)
+    assert not (run / "best.pt").exists()  # nothing to choose on
+    final = torch.load(run / "final.pt", weights_only=False)
+    assert final["source"] == "last.pt" and final["precise_bn"] and final["val_acc"] is None
+    assert "no validation split" in (run / "test_accuracy.txt").read_text()
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [(r["val_loss"], r["val_acc"]) for r in rows] == [("", "")] * 2 and (run / "curves.png").is_file()
+    (run / "final.pt").unlink()
+    finish_run(run, log=lambda *a: None)  # the end of the run again, without best.pt
+    info = json.loads((publish(run, tmp_path / "pretrained", "here") / "info.json").read_text())
+    assert info["val_acc"] is None and info["checkpoint"] == "last.pt" and info["test_acc"] > 50  # chance: 10%
