@@ -47,7 +47,8 @@ def candidates(run: Run, splits, device) -> list[tuple[str, dict]]:
 
 
 def select_final(run: Run, cfg: TrainConfig, splits, device, log) -> dict:
-    """final.pt: best.pt or last.pt after PreciseBN, whichever validates better (ties: last.pt)."""
+    """final.pt: best.pt or last.pt after PreciseBN, whichever validates better (ties: last.pt); without a
+    validation split, last.pt."""
     model, cands = build_model(cfg).to(device), candidates(run, splits, device)
     if not (cfg.precise_bn and norm_layers(model)):
         name, ck = cands[0]
