@@ -94,6 +94,11 @@ class Splits:
     x_test: torch.Tensor
     y_test: torch.Tensor
 
+    @property
+    def has_val(self) -> bool:
+        """False with val_size 0: trained on every training image, nothing to validate or choose on."""
+        return len(self.x_val) > 0
+
 
 def make_splits(name: str, directory: str | Path = "", val_size: int = -1, seed: int = 0,
                 train_limit: int = 0, test_limit: int = 0) -> Splits:

@@ -42,7 +42,7 @@ def precise_bn(model, x, batch: int, device) -> None:
 
 def candidates(run: Run, splits, device) -> list[tuple[str, dict]]:
     """best.pt and last.pt; without a validation split (val_size 0) only last.pt: nothing to choose on."""
-    names = ("best.pt", "last.pt") if len(splits.x_val) else ("last.pt",)
+    names = ("best.pt", "last.pt") if splits.has_val else ("last.pt",)
     return [(n, read_checkpoint(run.dir / n, device)) for n in names]
 
 
@@ -58,7 +58,7 @@ def select_final(run: Run, cfg: TrainConfig, splits, device, log) -> dict:
         for name, ck in cands:
             model.load_state_dict(ck["model"])
             precise_bn(model, splits.x_train, cfg.eval_batch_size, device)
-            val_acc = evaluate(model, splits.x_val, splits.y_val, cfg, device)[1] if len(splits.x_val) else None
+            val_acc = evaluate(model, splits.x_val, splits.y_val, cfg, device)[1] if splits.has_val else None
             log(f"PreciseBN on {name} (epoch {ck['epoch']}): " +
                 (f"val acc {val_acc:.3f}%" if val_acc is not None else "no validation split"))
             if final is None or val_acc >= final["val_acc"]:

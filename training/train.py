@@ -237,7 +237,7 @@ def _end_epoch(s: _State, epoch: int, sums: tuple, t0: float, log) -> None:
     """Validation, the metrics row, best.pt when validation improves, last.pt every checkpoint_every epochs."""
     cfg, run = s.cfg, s.run
     train_loss, train_acc, lr_used = sums
-    has_val = len(s.splits.x_val) > 0  # val_size 0: trained on every training image, nothing to validate on
+    has_val = s.splits.has_val
     val_loss, val_acc = evaluate(s.model, s.splits.x_val, s.splits.y_val, cfg, s.device) if has_val else (0, 0)
     seconds = time.time() - t0  # training and validation, as the GPU figures are quoted
     row = {"epoch": epoch, "train_loss": f"{train_loss:.5f}", "train_acc": f"{train_acc:.3f}",
