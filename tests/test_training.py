@@ -225,6 +225,7 @@ def test_compiled_training_matches_eager_metrics_closely(tmp_path):
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow  # over 30 s on 2 cores (machine B: make test's list)
 def test_compiled_distillation_compiles_the_teacher_too(tiny_run, tmp_path, monkeypatch):
     """With compile on, the teacher's forward is compiled as well (the full-width VGGNet7 teacher under bf16,
     batch 100, 2 threads: 443-468 ms eager, 86-88 ms compiled, measured side by side on machine C); the
@@ -240,6 +241,36 @@ def test_compiled_distillation_compiles_the_teacher_too(tiny_run, tmp_path, monk
     # measured (machine C, bf16, 2 threads): train loss 0.86296 eager / 0.85743 compiled, 5.5e-3 apart (fused
     # bf16 rounding in both nets; 3e-4 without a teacher): held within 0.03, far below a teacher gone wrong
     assert abs(float(rows["on"]["train_loss"]) - float(rows["off"]["train_loss"])) < 0.03
+
+
+@pytest.mark.needs_data
+def test_long_inference_runs_compiled_with_the_eager_logits(tiny_run, monkeypatch):
+    """predict: where the first batch says the rest would be long (a VGGNet7 on thousands of images: 2x faster,
+    identical logits, measured on machine B), the other full batches run compiled, a short last batch eager (no
+    second compile); where compiling fails, eager with a warning; short work never compiles."""
+    from training import checkpoint
+    from training.data import make_splits
+    model = checkpoint.load(tiny_run)[0]
+    x = make_splits("mnist", tiny_config().data_dir, test_limit=2500).x_test
+    monkeypatch.setattr(checkpoint, "COMPILE_PAYS_S", float("inf"))
+    eager = checkpoint.predict(model, x)
+    compiled, real = [], torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m, *a, **k: compiled.append(m) or real(m, *a, **k))
+    monkeypatch.setattr(checkpoint, "COMPILE_PAYS_S", 0.0)
+    out = checkpoint.predict(model, x)
+    assert compiled == [model] and out.shape == (2500, 10)
+    assert torch.equal(out.argmax(1), eager.argmax(1)) and torch.allclose(out, eager, rtol=1e-5, atol=1e-5)
+
+    def failing(m, *a, **k):
+        def net(xb):
+            raise RuntimeError("no C++ compiler")
+        return net
+    monkeypatch.setattr(torch, "compile", failing)
+    with pytest.warns(UserWarning, match=r"torch.compile failed \(RuntimeError: no C\+\+ compiler\); predicting eag"):
+        assert torch.equal(checkpoint.predict(model, x), eager)
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: pytest.fail("compiled work that eager finishes sooner"))
+    monkeypatch.setattr(checkpoint, "COMPILE_PAYS_S", 60.0)
+    assert torch.equal(checkpoint.predict(model, x), eager)  # LeNet5: a few seconds eager
 
 
 @pytest.mark.needs_data
