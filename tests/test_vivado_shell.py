@@ -29,6 +29,7 @@ def test_build_to_estimates_with_vivado_sourced(tiny, tmp_path, vivado_folder):
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow  # over 30 s on 2 cores (machine B: make test's list)
 def test_build_sim_and_driver_run_as_without_vivado(tiny, tmp_path):
     """The whole no-tools path in the Vivado shell: the build to its package, the simulator and the driver's
     simulation backend, with FINN's simulator binding not built."""
