@@ -109,17 +109,14 @@ def predict(model: nn.Module, x_uint8: torch.Tensor, batch: int = 1000) -> torch
     net = torch.compile(model) if x_uint8.device.type == "cpu" and eager_rest_s > COMPILE_PAYS_S else model
     for i in range(batch, len(x_uint8), batch):
         xb = x_uint8[i:i + batch].float()
-        if len(xb) < batch:  # a short last batch would compile again
-            out.append(model(xb))
-            continue
-        try:
-            out.append(net(xb))
-        except Exception as e:  # an optional speed-up (no C++ compiler, an unsupported op): eager, same logits
-            if net is model:
-                raise
-            warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); predicting eagerly")
-            net = model
-            out.append(model(xb))
+        if net is not model and len(xb) == batch:  # a short last batch would compile again: eager
+            try:
+                out.append(net(xb))
+                continue
+            except Exception as e:  # an optional speed-up (no C++ compiler, an unsupported op): eager, same logits
+                warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); predicting eagerly")
+                net = model
+        out.append(model(xb))
     return torch.cat(out)
 
 
