@@ -23,7 +23,7 @@ NEED_PRESET = @test -f configs/$(MODEL)_$(PRECISION).yml || { echo "error: no pr
 	(MODEL=$(MODEL) PRECISION=$(PRECISION)); presets: $$(cd configs && ls *.yml | sed 's|.yml||' | paste -sd, -)" >&2; \
 	exit 2; }
 
-.PHONY: help lint test-long testdata setup system data deps train test test-fast sweep study bench bench-sim figures build bitstream sim infer export clean
+.PHONY: help lint test-long testdata setup system data deps train test test-fast sweep study bench bench-sim bench-packing figures build bitstream sim infer export clean
 
 help:
 	@echo "make train MODEL=lenet5|vggnet7 PRECISION=binary|float|ternary|pynqz1|pynqz1_kd|binary_kd|binary_8bit_first_last"
@@ -41,6 +41,7 @@ help:
 	@echo "make bench                      training images/s in fp32 and bf16, epoch times (with CUDA: GPU epoch time);"
 	@echo "                                 STUDY_REPO=DIR: also side by side with the study's own code (one thread, batch 50)"
 	@echo "make bench-sim                  simulation speed: the python mode on the whole test set next to Brevitas inference"
+	@echo "make bench-packing              weight-file writing: FINN's per-element hex packing next to the vectorized one"
 	@echo "                                 (builds LeNet5/Pynq-Z1 and VGGNet7/ZCU104 first when missing)"
 	@echo "make figures                    docs/img/*.png from the shipped model, a LeNet5 build and a sweep (tools/figures.py)"
 	@echo "make build MODEL=lenet5 BOARD=Pynq-Z1      FINN build to HW code, verified stage by stage"
@@ -104,6 +105,11 @@ bench-sim: setup
 	@test -f build/vggnet7_binary_ZCU104/build_state.json || $(PY) -m hw_build --checkpoint pretrained/vggnet7/binary \
 	    --board ZCU104 --verify-images 0 --stop-after hw_codegen --out build/vggnet7_binary_ZCU104
 	$(PY) -m tools.bench_sim $(BENCH_BUILDS) --out build/bench_sim.json
+
+bench-packing: setup
+	@test -f build/vggnet7_binary_ZCU104/build_state.json || $(PY) -m hw_build --checkpoint pretrained/vggnet7/binary \
+	    --board ZCU104 --verify-images 0 --stop-after hw_codegen --out build/vggnet7_binary_ZCU104
+	$(PY) -m tools.bench_packing build/vggnet7_binary_ZCU104 --out build/bench_packing.json
 
 figures: setup
 	$(PY) -m tools.figures

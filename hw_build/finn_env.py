@@ -46,6 +46,8 @@ def setup(build_dir: Path | None = None, create: bool = True) -> None:
     if _READY:
         return
     prepare_finn()
+    from . import finn_speedups
+    finn_speedups.install()  # two per-element loops of FINN's, vectorized with the same results
     import finn.xsi
     if not xsi_loads():
         # FINN's builder imports SimEngine at module level, which without a built XSI raises (or tries to

@@ -102,6 +102,7 @@ def test_fifo_depths_go_to_finn_as_its_fifo_config_file(tmp_path):
 
 @pytest.mark.needs_data
 @pytest.mark.finn
+@pytest.mark.slow  # over 30 s on 2 cores (machine B: make test's list)
 def test_fifo_depths_without_verification_build_with_no_simulator_binding(tmp_path):
     """--fifo-depths with --verify-images 0: nothing simulates, so the preflight asks for neither finn_xsi
     nor FIFO sizing's pieces, and the build runs (here: every HLS layer through the stand-in Vitis HLS) with

@@ -38,6 +38,9 @@ def finn_flow_driver(build_dir, board_name: str, tmp_path):
     from qonnx.custom_op.registry import getCustomOp
     from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames
     from qonnx.transformation.infer_data_layouts import InferDataLayouts
+
+    from hw_build.finn_env import setup
+    setup(tmp_path / "finn_tmp")  # FINN's own folders here: not those of whatever build this worker ran last
     board, folder = get_board(board_name), BuildFolder(build_dir)
     state = folder.read_state()
     model = ModelWrapper(str(folder.last_stage("hw_codegen")))

@@ -43,6 +43,7 @@ def _refused(r, folder, pid):
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow  # over 30 s on 2 cores (machine B: make test's list)
 def test_second_build_into_a_held_folder_is_refused_and_a_killed_holder_is_taken_over(tmp_path, holder):
     ck = init_checkpoint(tmp_path / "ok.pt", model="lenet5", dataset="mnist", width_scale=0.25)
     out = tmp_path / "build"

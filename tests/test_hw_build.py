@@ -400,9 +400,11 @@ def test_wrap_with_iodmas_as_zynqbuild_does(tiny_build):
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.custom_op.registry import getCustomOp
 
+    from hw_build import finn_env
     from hw_build.build_folder import BuildFolder
     from hw_build.transforms import WrapWithIODMAs
     out, _ = tiny_build
+    finn_env.setup(out / "wrap_test_finn")  # FINN's folders for Floorplan: not whatever build this worker ran last
     folder = BuildFolder(out)
     model = ModelWrapper(str(folder.last_stage("hw_codegen")))
     wrapped = model.transform(WrapWithIODMAs(get_board("Pynq-Z1"), out / "wrap_test"))

@@ -1,4 +1,5 @@
-"""The simulator's stream packing gives exactly the words of FINN's reference rtlsim packing."""
+"""The simulator's stream packing gives exactly the words of FINN's reference rtlsim packing; the build's
+vectorized hex packing and BIPOLAR check (hw_build/finn_speedups.py) give exactly FINN's and qonnx's results."""
 import conftest  # noqa: F401  (puts the project on sys.path)
 import numpy as np
 import pytest
@@ -25,3 +26,120 @@ def test_pack_and_unpack_match_finn(name, inner, pad):
     back = unpack_words(noisy, dt, x.shape)
     assert np.array_equal(back, x)
     assert np.array_equal(back, rtlsim_output_to_npy(words, None, dt, x.shape, width, dt.bitwidth()))
+
+
+HEX_TYPES = ["BIPOLAR", "BINARY", "TERNARY", "INT2", "UINT2", "INT3", "UINT4", "INT8", "UINT8", "INT16", "INT24",
+             "UINT32", "INT32", "FIXED<8,4>", "FLOAT32"]
+
+
+def _values(dt, shape, rng):
+    if dt.name == "BIPOLAR":
+        return np.where(rng.integers(0, 2, shape) > 0, 1.0, -1.0).astype(np.float32)
+    if dt.name.startswith("FLOAT"):
+        return rng.standard_normal(shape).astype(np.float32)
+    if dt.is_fixed_point():
+        return (rng.integers(-128, 128, shape) * dt.scale_factor()).astype(np.float32)
+    return rng.integers(dt.min(), dt.max() + 1, shape).astype(np.float32)
+
+
+def _outcome(fn, *args, **kw):
+    try:
+        return fn(*args, **kw)
+    except Exception as e:  # FINN's own error for a width it cannot pack: the same type from both
+        return type(e)
+
+
+@pytest.mark.parametrize("name", HEX_TYPES)
+def test_hex_packing_is_finns_for_every_width_order_and_prefix(name):
+    """hw_build/finn_speedups.py's hex packing against FINN's original (per element, bitstring): the same strings,
+    numpy string type and shape, or the same error, for exact, byte, 32-bit-word, wider and too narrow widths."""
+    import finn.util.data_packing as dp
+
+    from hw_build.finn_speedups import fast_pack_innermost_dim_as_hex_string as fast
+    original = getattr(dp.pack_innermost_dim_as_hex_string, "original", dp.pack_innermost_dim_as_hex_string)
+    dt, rng = DataType[name], np.random.default_rng(len(name))
+    cases = 0
+    for shape in [(7,), (3, 5), (2, 3, 16), (4, 1), (2, 2, 33)]:
+        x = _values(dt, shape, rng)
+        bits = shape[-1] * dt.bitwidth()
+        for pad in {-(-bits // 4) * 4, -(-bits // 8) * 8, -(-bits // 32) * 32, -(-bits // 4) * 4 + 8, 2, bits}:
+            for reverse in (False, True):
+                for prefix in ("0x", ""):
+                    ours = _outcome(fast, original, x, dt, pad, reverse_inner=reverse, prefix=prefix)
+                    finns = _outcome(original, x, dt, pad, reverse_inner=reverse, prefix=prefix)
+                    if isinstance(finns, type):
+                        assert ours is finns, (shape, pad, reverse, prefix, finns, ours)
+                    else:
+                        assert isinstance(ours, np.ndarray) and ours.dtype == finns.dtype, (shape, pad, ours)
+                        assert np.array_equal(ours, finns), (shape, pad, reverse, prefix)
+                    cases += 1
+    assert cases >= 60
+    if not name.startswith("FLOAT"):  # a value the type cannot hold: FINN's assertion from both
+        x = np.full((2, 3), 1 / 32, dtype=np.float32)  # below every integer and fixed-point type's step
+        assert _outcome(fast, original, x, dt, 32) is _outcome(original, x, dt, 32) is AssertionError
+
+
+def test_finn_writes_the_same_weight_files_through_it(built, tmp_path, monkeypatch):
+    """Every MVAU of a real build writes its weights in each of FINN's file modes (HLS header, Verilog .dat,
+    the driver's runtime weights) byte for byte as FINN's original packing writes them."""
+    import finn.custom_op.fpgadataflow.matrixvectoractivation as mvau_module
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from hw_build import finn_env
+    from hw_build.build_folder import BuildFolder
+    finn_env.setup(tmp_path / "finn")
+    fast = mvau_module.pack_innermost_dim_as_hex_string
+    assert getattr(fast, "original", None), "finn_env.setup did not install the vectorized hex packing"
+    model = ModelWrapper(str(BuildFolder(built).last_stage("hw_codegen")))
+    mvaus = [n for n in model.graph.node if n.op_type.startswith("MVAU")]
+    assert len(mvaus) >= 3
+    for node in mvaus:
+        inst, w = getCustomOp(node), model.get_initializer(node.input[1])
+        for mode in ("hls_header", "decoupled_verilog_dat", "decoupled_runtime"):
+            written = {}
+            for which, pack in (("ours", fast), ("finn", fast.original)):
+                monkeypatch.setattr(mvau_module, "pack_innermost_dim_as_hex_string", pack)
+                monkeypatch.setattr("finn.util.data_packing.pack_innermost_dim_as_hex_string", pack)
+                inst.make_weight_file(w, mode, str(tmp_path / f"{node.name}_{mode}_{which}"))
+                written[which] = (tmp_path / f"{node.name}_{mode}_{which}").read_bytes()
+            assert written["ours"] == written["finn"] and written["ours"], (node.name, mode)
+
+
+def test_bipolar_check_gives_qonnxs_answer_for_every_value():
+    """The BIPOLAR type's allowed() with its scalar path (what streamlining's Absorb1BitMul* call per weight)
+    answers as qonnx's np.isin for single values of every Python and NumPy kind, and arrays go to qonnx's own."""
+    from qonnx.core.datatype import BipolarType, DataType
+
+    from hw_build.finn_speedups import bipolar_allowed_with_scalar_path
+    original = getattr(BipolarType.allowed, "original", BipolarType.allowed)
+    fast, dt = bipolar_allowed_with_scalar_path(original), DataType["BIPOLAR"]
+    values = [-1, 1, 0, 2, -2, True, False, -1.0, 1.0, 0.5, -0.999, float("nan"), float("inf"),
+              np.float32(1), np.float32(-1), np.float32(0), np.float64(-1), np.int8(-1), np.int64(1), np.uint8(1),
+              np.float16(1), np.float32(np.nan)]
+    for v in values:
+        assert bool(fast(dt, v)) == bool(original(dt, v)), v
+    arrays = [np.array([-1.0, 1, 0, 0.5]), np.ones((2, 3), dtype=np.float32), np.array(1.0)]
+    for a in arrays:
+        assert np.array_equal(fast(dt, a), original(dt, a)), a
+    weights = np.where(np.random.default_rng(0).random((64, 64)) > 0.5, 1.0, -1.0).astype(np.float32)
+    assert np.vectorize(lambda x: fast(dt, x))(weights).all()  # as Absorb1BitMulIntoMatMul asks
+    assert not np.vectorize(lambda x: fast(dt, x))(weights * 2).any()
+
+
+def test_setup_installs_it_unless_finns_own_is_asked_for(tmp_path):
+    """finn_env.setup points FINN's writers at the vectorized packing and BIPOLAR's check at its scalar path;
+    BNN_FINN_SPEEDUPS=off keeps FINN's and qonnx's own."""
+    import os
+    import subprocess
+    import sys
+    code = ("import sys; from pathlib import Path; from hw_build import finn_env; finn_env.setup(Path(sys.argv[1]))\n"
+            "import finn.custom_op.fpgadataflow.matrixvectoractivation as m, finn.util.data_packing as dp\n"
+            "from qonnx.core.datatype import BipolarType\n"
+            "print(hasattr(m.pack_innermost_dim_as_hex_string, 'original'), "
+            "hasattr(dp.pack_innermost_dim_as_hex_string, 'original'), hasattr(BipolarType.allowed, 'original'))")
+    for env, expected in (({}, "True True True"), ({"BNN_FINN_SPEEDUPS": "off"}, "False False False")):
+        run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "b")], capture_output=True, text=True,
+                             env={**os.environ, **env}, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.stdout.strip().splitlines()[-1] == expected, (env, run.stdout)
