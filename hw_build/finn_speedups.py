@@ -35,6 +35,7 @@ def hex_strings(packed: np.ndarray, pad_to_nbits: int, prefix: str) -> np.ndarra
 
 
 def fast_pack_innermost_dim_as_hex_string(original, ndarray, dtype, pad_to_nbits, reverse_inner=False, prefix="0x"):
+    """FINN's pack_innermost_dim_as_hex_string (original: FINN's own, for the cases outside this path)."""
     from finn.util.data_packing import finnpy_to_packed_bytearray
     if type(ndarray) is not np.ndarray or ndarray.dtype not in (np.float32, np.float16):
         ndarray = np.asarray(ndarray, dtype=np.float32)
