@@ -14,6 +14,7 @@ finn_env.setup, puts them in place; BNN_FINN_SPEEDUPS=off keeps FINN's and qonnx
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -43,7 +44,7 @@ def fast_pack_innermost_dim_as_hex_string(original, ndarray, dtype, pad_to_nbits
     bits = ndarray.shape[-1] * dtype.bitwidth() if ndarray.ndim else 0
     if not bits or pad_to_nbits % 4 or pad_to_nbits < bits:
         return original(ndarray, dtype, pad_to_nbits, reverse_inner=reverse_inner, prefix=prefix)
-    packed = finnpy_to_packed_bytearray(ndarray.astype(np.float32), dtype, reverse_inner=reverse_inner)
+    packed = finnpy_to_packed_bytearray(np.asarray(ndarray, dtype=np.float32), dtype, reverse_inner=reverse_inner)
     return hex_strings(np.asarray(packed, dtype=np.uint8), pad_to_nbits, prefix)
 
 
@@ -58,9 +59,30 @@ def bipolar_allowed_with_scalar_path(original):
     return allowed
 
 
+def _repoint(old, new) -> None:
+    """Every loaded module holding FINN's hex packing function `old` (data_packing and the modules that
+    imported it by name) gets `new`; modules imported later take data_packing's."""
+    for module in list(sys.modules.values()):
+        if getattr(module, "pack_innermost_dim_as_hex_string", None) is old:
+            module.pack_innermost_dim_as_hex_string = new
+
+
+@contextlib.contextmanager
+def finns_own_packing():
+    """FINN's per-element hex packing inside the block (the side-by-side bench and tests), the vectorized
+    one again after it."""
+    import finn.util.data_packing as dp
+    fast = dp.pack_innermost_dim_as_hex_string
+    _repoint(fast, fast.original)
+    try:
+        yield
+    finally:
+        _repoint(fast.original, fast)
+
+
 def install() -> bool:
-    """Points FINN's modules at the vectorized packing (those imported later take it from data_packing) and
-    BIPOLAR's check at its scalar path. False where BNN_FINN_SPEEDUPS=off keeps FINN's and qonnx's own."""
+    """Points FINN's modules at the vectorized packing and BIPOLAR's check at its scalar path. False where
+    BNN_FINN_SPEEDUPS=off keeps FINN's and qonnx's own."""
     import finn.util.data_packing as dp
     from qonnx.core.datatype import BipolarType
     if os.environ.get("BNN_FINN_SPEEDUPS", "").lower() in ("off", "0", "no"):
@@ -70,8 +92,6 @@ def install() -> bool:
         return True
     fast = functools.wraps(original)(functools.partial(fast_pack_innermost_dim_as_hex_string, original))
     fast.original = original
-    for module in list(sys.modules.values()):
-        if getattr(module, "pack_innermost_dim_as_hex_string", None) is original:
-            module.pack_innermost_dim_as_hex_string = fast
+    _repoint(original, fast)
     BipolarType.allowed = bipolar_allowed_with_scalar_path(BipolarType.allowed)
     return True

@@ -79,31 +79,35 @@ def test_hex_packing_is_finns_for_every_width_order_and_prefix(name):
         assert _outcome(fast, original, x, dt, 32) is _outcome(original, x, dt, 32) is AssertionError
 
 
-def test_finn_writes_the_same_weight_files_through_it(built, tmp_path, monkeypatch):
+def test_finn_writes_the_same_weight_files_through_it(built, tmp_path):
     """Every MVAU of a real build writes its weights in each of FINN's file modes (HLS header, Verilog .dat,
-    the driver's runtime weights) byte for byte as FINN's original packing writes them."""
+    the driver's runtime weights) byte for byte as FINN's original packing writes them (make bench-packing's
+    comparison)."""
     import finn.custom_op.fpgadataflow.matrixvectoractivation as mvau_module
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.custom_op.registry import getCustomOp
 
     from hw_build import finn_env
-    from hw_build.build_folder import BuildFolder
+    from tools.bench_packing import MODES, bench_build
     finn_env.setup(tmp_path / "finn")
-    fast = mvau_module.pack_innermost_dim_as_hex_string
-    assert getattr(fast, "original", None), "finn_env.setup did not install the vectorized hex packing"
-    model = ModelWrapper(str(BuildFolder(built).last_stage("hw_codegen")))
-    mvaus = [n for n in model.graph.node if n.op_type.startswith("MVAU")]
-    assert len(mvaus) >= 3
-    for node in mvaus:
-        inst, w = getCustomOp(node), model.get_initializer(node.input[1])
-        for mode in ("hls_header", "decoupled_verilog_dat", "decoupled_runtime"):
-            written = {}
-            for which, pack in (("ours", fast), ("finn", fast.original)):
-                monkeypatch.setattr(mvau_module, "pack_innermost_dim_as_hex_string", pack)
-                monkeypatch.setattr("finn.util.data_packing.pack_innermost_dim_as_hex_string", pack)
-                inst.make_weight_file(w, mode, str(tmp_path / f"{node.name}_{mode}_{which}"))
-                written[which] = (tmp_path / f"{node.name}_{mode}_{which}").read_bytes()
-            assert written["ours"] == written["finn"] and written["ours"], (node.name, mode)
+    assert getattr(mvau_module.pack_innermost_dim_as_hex_string, "original", None), \
+        "finn_env.setup did not install the vectorized hex packing"
+    rows = bench_build(built, list(MODES))
+    assert len(rows) >= 3 * len(MODES)
+    for r in rows:
+        assert r["identical"] and r["bytes"], (r["layer"], r["mode"])
+    assert getattr(mvau_module.pack_innermost_dim_as_hex_string, "original", None), "the bench left FINN's own"
+
+
+def test_bench_packing_refuses_unknown_modes_and_folders_without_hw_code(tmp_path):
+    """python -m tools.bench_packing: an unknown --modes entry or a folder with no hw_codegen model is one
+    usage line naming the problem and the fix, exit 2, before FINN is set up."""
+    import subprocess
+    import sys
+    for args, says in (([str(tmp_path), "--modes", "decoupled_verilog_dat,bogus"], "--modes: unknown ['bogus']"),
+                       ([str(tmp_path)], "holds no model after hw_codegen")):
+        r = subprocess.run([sys.executable, "-m", "tools.bench_packing", *args], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr[-1500:]
+        assert "--stop-after hw_codegen" in r.stderr or "known: hls_header" in r.stderr
 
 
 def test_bipolar_check_gives_qonnxs_answer_for_every_value():
