@@ -47,7 +47,7 @@ def setup(build_dir: Path | None = None, create: bool = True) -> None:
         return
     prepare_finn()
     from . import finn_speedups
-    finn_speedups.install()  # two per-element loops of FINN's, vectorized with the same results
+    finn_speedups.install()  # three per-element loops of FINN's and qonnx's, vectorized with the same results
     import finn.xsi
     if not xsi_loads():
         # FINN's builder imports SimEngine at module level, which without a built XSI raises (or tries to

@@ -131,18 +131,84 @@ def test_bipolar_check_gives_qonnxs_answer_for_every_value():
     assert not np.vectorize(lambda x: fast(dt, x))(weights * 2).any()
 
 
+def _same(a, b) -> bool:
+    """The same value and type, a NaN equal to a NaN, -0.0 apart from 0.0."""
+    if isinstance(a, type) or isinstance(b, type):
+        return a is b
+    return type(a) is type(b) and (a == b and np.signbit(a) == np.signbit(b) or (np.isnan(a) and np.isnan(b)))
+
+
+def test_max_of_array_is_pythons_max_for_every_input_the_rounding_check_meets():
+    """qonnx's sanitize_quant_values takes max() of a flattened rounding error: max_of_array gives the built-in's
+    value and NumPy type, or its error, for float32/float64/float16 errors (zeros with -0.0 first, inf, NaN first
+    or later, one element, empty), integer arrays, and everything else (2-D, lists, several arguments, key=)."""
+    import builtins
+
+    from hw_build.finn_speedups import max_of_array
+    rng = np.random.default_rng(0)
+    arrays = [np.abs(rng.standard_normal(1000)).astype(t) for t in (np.float32, np.float64, np.float16)]
+    arrays += [np.zeros(7, np.float32), np.array([-0.0, 0.0], np.float32), np.array([0.0, -0.0]),
+               np.array([np.inf, 1.0]), np.array([np.nan, 1.0], np.float32), np.array([1.0, np.nan, 3.0]),
+               np.array([2.5], np.float32), np.array([], np.float32), np.arange(9, dtype=np.int64),
+               np.array([True, False])]
+    for a in arrays:
+        assert _same(_outcome(max_of_array, a), _outcome(builtins.max, a)), a
+    for args, kw in (((np.ones((2, 2)),), {}), (([3, 1, 2],), {}), ((1, 5, 2), {}), (([1, -7],), {"key": abs}),
+                     (([],), {"default": 4})):
+        assert np.array_equal(_outcome(max_of_array, *args, **kw), _outcome(builtins.max, *args, **kw)), args
+
+
+def test_qonnx_rounding_check_with_it_rounds_and_refuses_as_qonnxs_own():
+    """sanitize_quant_values (qonnx's execute_onnx, every node) with the module's max set to max_of_array: the same
+    rounded tensors, warnings and refusals as with the built-in."""
+    import builtins
+    import warnings
+
+    import qonnx.util.basic as qb
+    from onnx import TensorProto, helper
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.basic import qonnx_make_model
+
+    from hw_build.finn_speedups import max_of_array
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])
+    model = ModelWrapper(qonnx_make_model(helper.make_graph([], "g", [x], [x])))
+    model.set_tensor_datatype("x", DataType["INT4"])
+    near = np.arange(-8, 8, 0.25, dtype=np.float32).round() + np.float32(1e-6)
+    cases = [np.arange(-32, 32, dtype=np.float32) % 16 - 8, near, np.full(64, 0.4, np.float32),
+             np.full(64, np.nan, np.float32)]
+    saved = qb.__dict__.get("max")
+    try:
+        for values in cases:
+            got = []
+            for fn in (builtins.max, max_of_array):
+                qb.max = fn
+                with warnings.catch_warnings(record=True) as w:
+                    warnings.simplefilter("always")
+                    out = _outcome(qb.sanitize_quant_values, model, ["x"], {"x": values.copy()})
+                got.append((out if isinstance(out, type) else out["x"], [str(m.message) for m in w]))
+            assert got[0][1] == got[1][1]
+            assert got[0][0] is got[1][0] if isinstance(got[0][0], type) else np.array_equal(
+                got[0][0], got[1][0], equal_nan=True)
+    finally:
+        if saved is None:
+            del qb.max
+        else:
+            qb.max = saved
+
+
 def test_setup_installs_it_unless_finns_own_is_asked_for(tmp_path):
-    """finn_env.setup points FINN's writers at the vectorized packing and BIPOLAR's check at its scalar path;
-    BNN_FINN_SPEEDUPS=off keeps FINN's and qonnx's own."""
+    """finn_env.setup points FINN's writers at the vectorized packing, BIPOLAR's check at its scalar path and qonnx's
+    rounding check at max_of_array; BNN_FINN_SPEEDUPS=off keeps FINN's and qonnx's own."""
     import os
     import subprocess
     import sys
     code = ("import sys; from pathlib import Path; from hw_build import finn_env; finn_env.setup(Path(sys.argv[1]))\n"
             "import finn.custom_op.fpgadataflow.matrixvectoractivation as m, finn.util.data_packing as dp\n"
-            "from qonnx.core.datatype import BipolarType\n"
+            "from qonnx.core.datatype import BipolarType; import qonnx.util.basic as qb\n"
             "print(hasattr(m.pack_innermost_dim_as_hex_string, 'original'), "
-            "hasattr(dp.pack_innermost_dim_as_hex_string, 'original'), hasattr(BipolarType.allowed, 'original'))")
-    for env, expected in (({}, "True True True"), ({"BNN_FINN_SPEEDUPS": "off"}, "False False False")):
+            "hasattr(dp.pack_innermost_dim_as_hex_string, 'original'), hasattr(BipolarType.allowed, 'original'), "
+            "'max' in vars(qb))")
+    for env, expected in (({}, "True True True True"), ({"BNN_FINN_SPEEDUPS": "off"}, "False False False False")):
         run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "b")], capture_output=True, text=True,
                              env={**os.environ, **env}, timeout=300)
         assert run.returncode == 0, run.stderr[-2000:]
