@@ -8,7 +8,6 @@ from dataclasses import fields
 from pathlib import Path
 
 from common import compat  # noqa: F401
-from common.errors import cli
 
 from .boards import BOARDS
 from .config import HwConfig, add_arguments, from_args
@@ -37,10 +36,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    if argv is None:  # a real command line (not an in-process call): Xilinx's libraries first
-        from hw_build.finn_env import reexec_for_xilinx_libraries
-        reexec_for_xilinx_libraries()
-    return cli(_main, argv)
+    from .finn_env import command_line
+    return command_line(_main, argv)
 
 
 def _main(argv=None) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common.errors import ToolError, UserError
 
-from .finn_env import deps_dir, setup, vivado_release
+from .finn_env import command_line, deps_dir, setup, vivado_release
 
 
 def pins() -> dict:
@@ -89,11 +89,7 @@ def update(board=None, log=print) -> int:
 
 
 def main(argv=None) -> int:
-    if argv is None:  # a real command line (not an in-process call): Xilinx's libraries first
-        from hw_build.finn_env import reexec_for_xilinx_libraries
-        reexec_for_xilinx_libraries()
-    from common.errors import cli
-    return cli(_main, argv)
+    return command_line(_main, argv)
 
 
 def _main(argv=None) -> int:

@@ -95,6 +95,15 @@ def xilinx_library_paths() -> list[str]:
     return paths
 
 
+def command_line(main, argv=None, interrupted: str = "what was computed so far is kept") -> int:
+    """The entry of a command that may load finn_xsi (hw_build, hw_build.deps, sim, sweep): from a real command
+    line (argv None) Xilinx's libraries first, then main(argv) under the error contract (common.errors.cli)."""
+    from common.errors import cli
+    if argv is None:  # not an in-process call
+        reexec_for_xilinx_libraries()
+    return cli(main, argv, interrupted)
+
+
 def reexec_for_xilinx_libraries() -> None:
     """A command started in a Vivado shell restarts itself once with Xilinx's library folders in
     LD_LIBRARY_PATH, before anything loads finn_xsi: the loader reads the variable only at start-up, and

@@ -30,12 +30,9 @@ def parser():
 
 
 def main(argv=None) -> int:
-    if argv is None:  # a real command line (not an in-process call): Xilinx's libraries first
-        from hw_build.finn_env import reexec_for_xilinx_libraries
-        reexec_for_xilinx_libraries()
-    from common.errors import cli
-    return cli(_main, argv, "a simulation keeps no partial result; run the same command again (a smaller -n is "
-                            "quicker)")
+    from hw_build.finn_env import command_line
+    return command_line(_main, argv, "a simulation keeps no partial result; run the same command "
+                                         "again (a smaller -n is quicker)")
 
 
 def _main(argv=None) -> int:

@@ -30,12 +30,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    if argv is None:  # a real command line (not an in-process call): Xilinx's libraries first
-        from hw_build.finn_env import reexec_for_xilinx_libraries
-        reexec_for_xilinx_libraries()
-    from common.errors import cli
-    return cli(_main, argv, "every finished point is kept in the output folder; the same command goes on from them "
-                            "(finished points are not trained or built again)")
+    from hw_build.finn_env import command_line
+    return command_line(_main, argv, "every finished point is kept in the output folder; the same "
+                                         "command goes on from them (finished points are not trained or "
+                                         "built again)")
 
 
 def _main(argv=None) -> int:
