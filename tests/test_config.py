@@ -59,6 +59,22 @@ def test_unknown_and_mistyped_preset_keys(tmp_path):
         resolve(str(tmp_path / "missing.yml"), {})
 
 
+@pytest.mark.parametrize("line, key, expected", [
+    ("epochs: 3", "epochs", 3), ("epochs: '3'", "epochs", 3), ("lr: 3", "lr", 3.0), ("lr: '1e-3'", "lr", 1e-3),
+    ("epochs: 2.5", "epochs", "expected an integer, got 2.5"), ("epochs: true", "epochs", "expected an integer"),
+    ("lr: true", "lr", "expected a number, got True"), ("lr: [1]", "lr", "expected a number"),
+])
+def test_preset_numbers_are_read_as_their_type_and_a_bool_is_no_number(tmp_path, line, key, expected):
+    p = tmp_path / "p.yml"
+    p.write_text(f"model: lenet5\n{line}\n")
+    if isinstance(expected, str):
+        with pytest.raises(ConfigError, match=re.escape(f"{key}") + ".*" + re.escape(expected)):
+            resolve(str(p), {})
+    else:
+        value = getattr(resolve(str(p), {})[0], key)
+        assert value == expected and type(value) is type(expected)
+
+
 def test_quantized_nets_refuse_biases():
     with pytest.raises(ConfigError, match="no biases"):
         TrainConfig(biases=True).validate()

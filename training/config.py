@@ -213,26 +213,15 @@ def coerce(f: dataclasses.Field, value, source: str):
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
             return value.lower() in ("true", "1", "yes", "on")
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
-    if t is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
+    if t in (int, float):  # an integer field takes no float; neither takes a bool (YAML's true is not 1)
+        if isinstance(value, (int,) if t is int else (int, float)) and not isinstance(value, bool):
+            return t(value)
         if isinstance(value, str):
             try:
-                return int(value)
+                return t(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if t is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        raise ConfigError(f"{where}: expected {'an integer' if t is int else 'a number'}, got {value!r}")
     if t is str:
         if isinstance(value, (str, int)) and not isinstance(value, bool):
             return str(value)
