@@ -1,7 +1,7 @@
-"""Three per-element loops of finn-plus 1.6.1 / qonnx, which take most of a large build's time (and of FINN's
-own Python execution of a VGGNet7), run vectorized, with the same results (tests/test_packing.py: equal on every
-case the builds meet). install(), run by finn_env.setup, puts them in place; BNN_FINN_SPEEDUPS=off keeps FINN's
-and qonnx's own code throughout.
+"""Three per-element loops of finn-plus 1.6.1 / qonnx, which take most of a large build's time (and half of
+FINN's own Python execution of a VGGNet7's stages), run vectorized, with the same results (tests/test_packing.py:
+equal on every case the builds meet). install(), run by finn_env.setup, puts them in place;
+BNN_FINN_SPEEDUPS=off keeps FINN's and qonnx's own code throughout.
 
 - Hex packing of weight files: FINN writes every weight file (hw_codegen's .dat and params.h, the driver's
   runtime_weights, rtlsim inputs) through ``pack_innermost_dim_as_hex_string``, element by element through
