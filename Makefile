@@ -41,8 +41,9 @@ help:
 	@echo "make bench                      training images/s in fp32 and bf16, epoch times (with CUDA: GPU epoch time);"
 	@echo "                                 STUDY_REPO=DIR: also side by side with the study's own code (one thread, batch 50)"
 	@echo "make bench-sim                  simulation speed: the python mode on the whole test set next to Brevitas inference"
-	@echo "make bench-packing              weight-file writing: FINN's per-element hex packing next to the vectorized one"
 	@echo "                                 (builds LeNet5/Pynq-Z1 and VGGNet7/ZCU104 first when missing)"
+	@echo "make bench-packing              weight-file writing: FINN's per-element hex packing next to the vectorized one"
+	@echo "                                 (builds VGGNet7/ZCU104 to HW code first when missing)"
 	@echo "make figures                    docs/img/*.png from the shipped model, a LeNet5 build and a sweep (tools/figures.py)"
 	@echo "make build MODEL=lenet5 BOARD=Pynq-Z1      FINN build to HW code, verified stage by stage"
 	@echo "make build MODEL=vggnet7 BOARD=ZCU104|KV260, or MODEL=vggnet7 PRECISION=pynqz1 BOARD=Pynq-Z1"
@@ -98,18 +99,20 @@ bench: setup
 	@if [ -n "$(STUDY_REPO)" ]; then $(PY) -m tools.bench_study --study-repo $(STUDY_REPO); \
 	else echo "side by side with the study's code: make bench STUDY_REPO=<checkout of RWTH-IDS/efficient-binary-neural-networks>"; fi
 
-BENCH_BUILDS = build/lenet5_binary_Pynq-Z1 build/vggnet7_binary_ZCU104
-bench-sim: setup
-	@test -f build/lenet5_binary_Pynq-Z1/build_state.json || $(PY) -m hw_build --checkpoint pretrained/lenet5/binary \
-	    --board Pynq-Z1 --verify-images 0 --out build/lenet5_binary_Pynq-Z1
-	@test -f build/vggnet7_binary_ZCU104/build_state.json || $(PY) -m hw_build --checkpoint pretrained/vggnet7/binary \
-	    --board ZCU104 --verify-images 0 --stop-after hw_codegen --out build/vggnet7_binary_ZCU104
-	$(PY) -m tools.bench_sim $(BENCH_BUILDS) --out build/bench_sim.json
+# the benches' builds, made once when missing (a folder with a build_state.json is taken as it is)
+BENCH_LENET5 = build/lenet5_binary_Pynq-Z1
+BENCH_VGG = build/vggnet7_binary_ZCU104
+$(BENCH_LENET5)/build_state.json: | setup
+	$(PY) -m hw_build --checkpoint pretrained/lenet5/binary --board Pynq-Z1 --verify-images 0 --out $(BENCH_LENET5)
+$(BENCH_VGG)/build_state.json: | setup
+	$(PY) -m hw_build --checkpoint pretrained/vggnet7/binary --board ZCU104 --verify-images 0 \
+	    --stop-after hw_codegen --out $(BENCH_VGG)
 
-bench-packing: setup
-	@test -f build/vggnet7_binary_ZCU104/build_state.json || $(PY) -m hw_build --checkpoint pretrained/vggnet7/binary \
-	    --board ZCU104 --verify-images 0 --stop-after hw_codegen --out build/vggnet7_binary_ZCU104
-	$(PY) -m tools.bench_packing build/vggnet7_binary_ZCU104 --out build/bench_packing.json
+bench-sim: setup $(BENCH_LENET5)/build_state.json $(BENCH_VGG)/build_state.json
+	$(PY) -m tools.bench_sim $(BENCH_LENET5) $(BENCH_VGG) --out build/bench_sim.json
+
+bench-packing: setup $(BENCH_VGG)/build_state.json
+	$(PY) -m tools.bench_packing $(BENCH_VGG) --out build/bench_packing.json
 
 figures: setup
 	$(PY) -m tools.figures

@@ -1,5 +1,6 @@
 """The simulator's stream packing gives exactly the words of FINN's reference rtlsim packing; the build's
-vectorized hex packing and BIPOLAR check (hw_build/finn_speedups.py) give exactly FINN's and qonnx's results."""
+vectorized hex packing, BIPOLAR check and rounding check's max (hw_build/finn_speedups.py) give exactly FINN's
+and qonnx's results."""
 import conftest  # noqa: F401  (puts the project on sys.path)
 import numpy as np
 import pytest
@@ -158,7 +159,7 @@ def test_max_of_array_is_pythons_max_for_every_input_the_rounding_check_meets():
         assert np.array_equal(_outcome(max_of_array, *args, **kw), _outcome(builtins.max, *args, **kw)), args
 
 
-def test_qonnx_rounding_check_with_it_rounds_and_refuses_as_qonnxs_own():
+def test_qonnx_rounding_check_with_it_rounds_and_refuses_as_qonnxs_own(monkeypatch):
     """sanitize_quant_values (qonnx's execute_onnx, every node) with the module's max set to max_of_array: the same
     rounded tensors, warnings and refusals as with the built-in."""
     import builtins
@@ -176,24 +177,17 @@ def test_qonnx_rounding_check_with_it_rounds_and_refuses_as_qonnxs_own():
     near = np.arange(-8, 8, 0.25, dtype=np.float32).round() + np.float32(1e-6)
     cases = [np.arange(-32, 32, dtype=np.float32) % 16 - 8, near, np.full(64, 0.4, np.float32),
              np.full(64, np.nan, np.float32)]
-    saved = qb.__dict__.get("max")
-    try:
-        for values in cases:
-            got = []
-            for fn in (builtins.max, max_of_array):
-                qb.max = fn
-                with warnings.catch_warnings(record=True) as w:
-                    warnings.simplefilter("always")
-                    out = _outcome(qb.sanitize_quant_values, model, ["x"], {"x": values.copy()})
-                got.append((out if isinstance(out, type) else out["x"], [str(m.message) for m in w]))
-            assert got[0][1] == got[1][1]
-            assert got[0][0] is got[1][0] if isinstance(got[0][0], type) else np.array_equal(
-                got[0][0], got[1][0], equal_nan=True)
-    finally:
-        if saved is None:
-            del qb.max
-        else:
-            qb.max = saved
+    for values in cases:
+        got = []
+        for fn in (builtins.max, max_of_array):
+            monkeypatch.setattr(qb, "max", fn, raising=False)
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                out = _outcome(qb.sanitize_quant_values, model, ["x"], {"x": values.copy()})
+            got.append((out if isinstance(out, type) else out["x"], [str(m.message) for m in w]))
+        assert got[0][1] == got[1][1]
+        assert got[0][0] is got[1][0] if isinstance(got[0][0], type) else np.array_equal(
+            got[0][0], got[1][0], equal_nan=True)
 
 
 def test_setup_installs_it_unless_finns_own_is_asked_for(tmp_path):
