@@ -38,6 +38,8 @@ def test_command_line_overrides_preset():
     ("distill_temperature", "0", "distill_temperature: must be positive"),
     ("time_budget", "-3", "time_budget: must be 0"),
     ("checkpoint_every", "0", "checkpoint_every: must be positive"),
+    ("swa_start", "-1", "swa_start: must be 0 (off) or an epoch of the run"),
+    ("init_latent_from", "x.pt", "init_latent_from: gives magnitudes to init_from's signs; set init_from too"),
 ])
 def test_bad_values_name_the_key(key, value, needle):
     with pytest.raises(ConfigError, match=re.escape(needle)):

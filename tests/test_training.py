@@ -460,3 +460,72 @@ def test_val_size_0_trains_on_every_training_image_and_publishes_last_pt(tmp_pat
     finish_run(run, log=lambda *a: None)  # the end of the run again, without best.pt
     info = json.loads((publish(run, tmp_path / "pretrained", "here") / "info.json").read_text())
     assert info["val_acc"] is None and info["checkpoint"] == "last.pt" and info["test_acc"] > 50  # chance: 10%
+
+
+def test_swa_update_is_the_running_mean_of_the_epochs_ends():
+    from training.train import swa_update
+    net, swa, seen = torch.nn.Linear(3, 2), None, []
+    for k in range(4):
+        with torch.no_grad():
+            net.weight.fill_(float(k) + 0.1)
+        seen.append(net.weight.detach().double().clone())
+        swa = swa_update(swa, net)
+    assert swa["n"] == 4 and torch.equal(swa["params"]["weight"], torch.stack(seen).mean(0))
+    assert swa["params"]["weight"].dtype == torch.float64 and set(swa["params"]) == {"weight", "bias"}
+
+
+@pytest.mark.needs_data
+def test_weight_averaging_resumes_exactly_and_is_final_without_validation(tmp_path):
+    from training.finish import swa_candidate
+    kw = dict(epochs=3, swa_start=2, val_size=0, train_limit=1000, lr_schedule="none")
+    straight = train(tiny_config(results=str(tmp_path / "a"), **kw), run_id="r", log=lambda *a: None)
+    cfg_b = tiny_config(results=str(tmp_path / "b"), **kw)
+    with pytest.raises(Interrupted):
+        train(cfg_b, run_id="r", log=_sigterm_after_epoch(2))
+    run_b = next((tmp_path / "b" / "r").iterdir())
+    assert torch.load(run_b / "last.pt", weights_only=False)["swa"]["n"] == 1  # epoch 2 averaged
+    train(cfg_b, resume=run_b, log=lambda *a: None)
+    a, b = (torch.load(r / "last.pt", weights_only=False) for r in (straight, run_b))
+    assert a["swa"]["n"] == b["swa"]["n"] == 2
+    for k in a["swa"]["params"]:
+        assert torch.equal(a["swa"]["params"][k], b["swa"]["params"][k]), k
+    name, avg = swa_candidate(a)
+    assert name == "the average of epochs 2-3"
+    some = next(k for k in a["swa"]["params"] if k.endswith("layer.weight"))
+    assert not torch.equal(avg["model"][some], a["model"][some])  # two different epochs' weights averaged
+    final = torch.load(straight / "final.pt", weights_only=False)
+    assert final["source"] == name and final["precise_bn"]
+    note = (straight / "test_accuracy.txt").read_text().splitlines()
+    assert note[1].startswith(f"# final.pt = PreciseBN of {name}: epoch 3, no validation split")
+    assert note[2].startswith("# not chosen: PreciseBN of last.pt: epoch 3, no validation split, test ")
+
+
+@pytest.mark.needs_data
+def test_init_latent_from_gives_the_signs_their_old_magnitudes(tmp_path, tiny_run):
+    from training.checkpoint import CheckpointError, init_from, init_latent_magnitudes
+    from training.compact import save_compact
+    from training.config import ConfigError
+    from training.models import build_model
+    cfg = tiny_config()
+    ck = torch.load(tiny_run / "final.pt", weights_only=False)
+    save_compact(ck, tmp_path / "model.npz")  # the shipped form: +-1 weights
+    model = build_model(cfg)
+    init_from(model, str(tmp_path / "model.npz"))
+    flipped = {k: -v for k, v in ck["model"].items()}  # the other sign everywhere: only magnitudes may come over
+    torch.save(dict(ck, model=flipped), tmp_path / "latent.pt")
+    assert init_latent_magnitudes(model, str(tmp_path / "latent.pt")).startswith("latent magnitudes of 4 binary")
+    for name, p in model.named_parameters():
+        if name.endswith("layer.weight"):
+            latent = ck["model"][name]
+            assert torch.equal(p.sign(), torch.where(latent >= 0, 1.0, -1.0)), name  # the stored signs kept
+            assert torch.allclose(p.abs(), latent.abs().clamp(1e-6, 1.0)), name
+    with pytest.raises(CheckpointError, match="no tensor of the name and shape of this net's"):
+        init_latent_magnitudes(model, str(tmp_path / "latent.pt"))  # no +-1 weights left to scale
+    with pytest.raises(CheckpointError, match="init_latent_from: nowhere.pt not found"):
+        init_latent_magnitudes(model, "nowhere.pt")
+    with pytest.raises(ConfigError, match="init_latent_from: gives magnitudes to init_from's signs; set init_from"):
+        tiny_config(init_latent_from=str(tmp_path / "latent.pt"))
+    with pytest.raises(ConfigError, match=r"swa_start: must be 0 \(off\) or an epoch of the run \(1 to epochs = 1\)"):
+        tiny_config(swa_start=3, epochs=1)
+    with pytest.raises(ConfigError, match="swa_start: the average's batch-norm statistics are recomputed"):
+        tiny_config(swa_start=1, precise_bn=False)

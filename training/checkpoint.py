@@ -151,3 +151,23 @@ def init_from(model, path: str) -> str:
         raise CheckpointError(f"init_from: {path} shares no tensor of matching name and shape with this {ck['config']}")
     model.load_state_dict(same, strict=False)
     return f"initialised {len(same)} of {len(own)} tensors from {path}"
+
+
+@torch.no_grad()
+def init_latent_magnitudes(model, path: str) -> str:
+    """Gives init_from's +-1 weights the magnitudes of the same latent weights in path, keeping their signs: latent
+    weights at +-1 sit as far from zero as the clamp allows, where Adam's small steps take epochs to flip any."""
+    src = preset_path(path)
+    if not src.exists():
+        raise CheckpointError(f"init_latent_from: {path} not found; give the checkpoint whose latent weights the "
+                              f"signs were trained from (a run's .pt or run folder)")
+    theirs = read_checkpoint(src)["model"]
+    signs = {n: p for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1
+             and bool(((p == 1) | (p == -1)).all())}
+    scaled = [n for n, p in signs.items() if n in theirs and theirs[n].shape == p.shape]
+    if not scaled:
+        raise CheckpointError(f"init_latent_from: {path} has no tensor of the name and shape of this net's +-1 "
+                              f"weights ({', '.join(signs) or 'none: init_from gave no +-1 weights'})")
+    for n in scaled:
+        signs[n].mul_(theirs[n].to(signs[n].device).abs().clamp(1e-6, 1.0))  # never 0: the sign stays
+    return f"latent magnitudes of {len(scaled)} binary weight tensors from {path}"

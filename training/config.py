@@ -85,6 +85,14 @@ class TrainConfig:
     distill_weight: float = _opt(0.5, "distillation weight w in [0, 1]: loss = (1 - w) task loss + w T^2 KL")
     init_from: str = _opt("", "checkpoint whose weights of matching name and shape initialise this net "
                               "(the study's float pretraining: a float run's best.pt)")
+    init_latent_from: str = _opt("", "with init_from a pretrained/ folder (binary weights stored as their signs, +-1): "
+                                     "each binary weight takes the magnitude of the same latent weight in this "
+                                     "checkpoint (e.g. the run the folder's model was trained on from), keeping its "
+                                     "sign, so that Adam's small steps can flip signs again; empty: they start at +-1")
+    swa_start: int = _opt(0, "stochastic weight averaging (Izmailov et al. 2018): the trained parameters (latent "
+                             "weights, batch-norm scales and shifts) averaged over the ends of epochs swa_start to the "
+                             "last; the average, with PreciseBN statistics, is a candidate for final.pt (without a "
+                             "validation split: final.pt); 0: off")
     # data and run
     data_dir: str = _opt("", "folder with mnist.npz / cifar10.npz (layout of ../shared/datasets); "
                              "empty: $BNN_DATA_DIR, then ./data (filled by 'make data')")
@@ -159,6 +167,14 @@ class TrainConfig:
             raise ConfigError(f"lr: must be positive, got {self.lr}")
         if self.width_scale <= 0:
             raise ConfigError(f"width_scale: must be positive, got {self.width_scale}")
+        if not 0 <= self.swa_start <= self.epochs:
+            raise ConfigError(f"swa_start: must be 0 (off) or an epoch of the run (1 to epochs = {self.epochs}), "
+                              f"got {self.swa_start}")
+        if self.swa_start and not self.precise_bn:
+            raise ConfigError("swa_start: the average's batch-norm statistics are recomputed (PreciseBN); "
+                              "set precise_bn: true")
+        if self.init_latent_from and not self.init_from:
+            raise ConfigError("init_latent_from: gives magnitudes to init_from's signs; set init_from too")
         if self.lr_schedule == "step" and not self.lr_milestones:
             raise ConfigError("lr_milestones: a step schedule needs milestones, e.g. --lr-milestones 100,200")
 

@@ -1,5 +1,6 @@
-"""The end of a run: PreciseBN statistics on best.pt and last.pt, the final model chosen on validation,
-its test accuracy and the training curves (also for a finished run folder: --finish RUN_DIR)."""
+"""The end of a run: PreciseBN statistics on best.pt and last.pt (and a weight average), the final model chosen
+on validation, its test accuracy (and the others', for the record) and the training curves (also for a finished
+run folder: --finish RUN_DIR)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,45 +42,67 @@ def precise_bn(model, x, batch: int, device) -> None:
 
 
 def candidates(run: Run, splits, device) -> list[tuple[str, dict]]:
-    """best.pt and last.pt; without a validation split (val_size 0) only last.pt: nothing to choose on."""
+    """best.pt and last.pt (without a validation split, val_size 0, only last.pt), then the weight average of
+    a run with swa_start."""
     names = ("best.pt", "last.pt") if splits.has_val else ("last.pt",)
-    return [(n, read_checkpoint(run.dir / n, device)) for n in names]
+    cands = [(n, read_checkpoint(run.dir / n, device)) for n in names]
+    last = cands[-1][1]
+    if last.get("swa"):
+        cands.append(swa_candidate(last))
+    return cands
 
 
-def select_final(run: Run, cfg: TrainConfig, splits, device, log) -> dict:
-    """final.pt: best.pt or last.pt after PreciseBN, whichever validates better (ties: last.pt); without a
-    validation split, last.pt."""
+def swa_candidate(last: dict) -> tuple[str, dict]:
+    """last.pt's buffers with its parameters replaced by their average over the epochs' ends."""
+    swa, model = last["swa"], dict(last["model"])
+    model.update({n: p.to(model[n].dtype) for n, p in swa["params"].items()})
+    name = f"the average of epochs {last['epoch'] - swa['n'] + 1}-{last['epoch']}"
+    return name, {"model": model, "config": last["config"], "epoch": last["epoch"]}
+
+
+def select_final(run: Run, cfg: TrainConfig, splits, device, log) -> tuple[dict, list]:
+    """final.pt: best.pt or last.pt (or the weight average) after PreciseBN, whichever validates better (ties:
+    the later one); without a validation split, the weight average where there is one, else last.pt. Also
+    returns the candidates not chosen, after PreciseBN, for the record."""
     model, cands = build_model(cfg).to(device), candidates(run, splits, device)
     if not (cfg.precise_bn and norm_layers(model)):
         name, ck = cands[0]
         final = dict(ck, source=name, precise_bn=False, val_acc=ck.get("val_acc"))
-    else:
-        final = None
-        for name, ck in cands:
-            model.load_state_dict(ck["model"])
-            precise_bn(model, splits.x_train, cfg.eval_batch_size, device)
-            val_acc = evaluate(model, splits.x_val, splits.y_val, cfg, device)[1] if splits.has_val else None
-            log(f"PreciseBN on {name} (epoch {ck['epoch']}): " +
-                (f"val acc {val_acc:.3f}%" if val_acc is not None else "no validation split"))
-            if final is None or val_acc >= final["val_acc"]:
-                final = {"model": {k: v.clone() for k, v in model.state_dict().items()}, "config": ck["config"],
-                         "epoch": ck["epoch"], "val_acc": val_acc, "source": name, "precise_bn": True}
+        save_checkpoint(final, run.dir / "final.pt")
+        return final, []
+    done = []
+    for name, ck in cands:
+        model.load_state_dict(ck["model"])
+        precise_bn(model, splits.x_train, cfg.eval_batch_size, device)
+        val_acc = evaluate(model, splits.x_val, splits.y_val, cfg, device)[1] if splits.has_val else None
+        log(f"PreciseBN on {name} (epoch {ck['epoch']}): " +
+            (f"val acc {val_acc:.3f}%" if val_acc is not None else "no validation split"))
+        done.append({"model": {k: v.clone() for k, v in model.state_dict().items()}, "config": ck["config"],
+                     "epoch": ck["epoch"], "val_acc": val_acc, "source": name, "precise_bn": True})
+    final = done[-1]
+    if splits.has_val:
+        for c in done:
+            final = c if c["val_acc"] >= final["val_acc"] else final
     save_checkpoint(final, run.dir / "final.pt")
-    return final
+    return final, [c for c in done if c is not final]
 
 
 def finish(run: Run, cfg: TrainConfig, splits, device, log) -> None:
-    """After the last epoch (or with --finish RUN_DIR): final.pt, its test accuracy, the curves."""
-    final = select_final(run, cfg, splits, device, log)
+    """After the last epoch (or with --finish RUN_DIR): final.pt, its test accuracy (and the other candidates',
+    noted below it), the curves."""
+    final, others = select_final(run, cfg, splits, device, log)
     model = build_model(cfg).to(device)
-    model.load_state_dict(final["model"])
-    _, test_acc = evaluate(model, splits.x_test, splits.y_test, cfg, device)
-    how = "PreciseBN of " if final["precise_bn"] else ""
-    write_text(run.dir / "test_accuracy.txt",
-               f"{test_acc:.2f}\n# final.pt = {how}{final['source']}: epoch {final['epoch']}, "
-               f"{val_text(final['val_acc'])}, test images {len(splits.x_test)}\n")
-    log(f"test accuracy of final.pt ({how}{final['source']}, epoch {final['epoch']}): {test_acc:.2f}% "
-        f"on {len(splits.x_test)} images")
+    text = ""
+    for ck in [final, *others]:
+        model.load_state_dict(ck["model"])
+        test_acc = evaluate(model, splits.x_test, splits.y_test, cfg, device)[1]
+        what = f"{'PreciseBN of ' if ck['precise_bn'] else ''}{ck['source']}: epoch {ck['epoch']}"
+        if ck is final:
+            text = f"{test_acc:.2f}\n# final.pt = {what}, {val_text(ck['val_acc'])}, test images {len(splits.x_test)}\n"
+            log(f"test accuracy of final.pt ({what}): {test_acc:.2f}% on {len(splits.x_test)} images")
+        else:
+            text += f"# not chosen: {what}, {val_text(ck['val_acc'])}, test {test_acc:.2f}%\n"
+    write_text(run.dir / "test_accuracy.txt", text)
     from .plots import training_curves
     training_curves(run.metrics, run.dir / "curves.png", title=f"{cfg.model} {run.dir.parent.name}")
 

@@ -36,7 +36,8 @@ def this_machine() -> str:
 def lineage(run: Path) -> dict:
     """What the run learned from besides the data: its distillation teacher and the weights it started from."""
     params = yaml.safe_load((run / "params.yml").read_text()) or {}
-    return {key: params[name] for name, key in (("distill_from", "teacher"), ("init_from", "started_from"))
+    return {key: params[name] for name, key in (("distill_from", "teacher"), ("init_from", "started_from"),
+                                                 ("init_latent_from", "latent_magnitudes_from"))
             if params.get(name)}
 
 

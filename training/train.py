@@ -18,7 +18,7 @@ from common.faults import fault_point
 from common.files import require_destination
 from common.folder_lock import FolderLock
 
-from .checkpoint import init_from, read_checkpoint, save_checkpoint
+from .checkpoint import init_from, init_latent_magnitudes, read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import Splits, batches, make_splits
 from .finish import finish
@@ -126,6 +126,7 @@ class _State:
     teacher: torch.nn.Module | None
     teacher_cache: TeacherCache | None  # the teacher's outputs per image and augmentation variant, where it pays
     cores: CoreShare | None       # threads 0 on the CPU: the thread count follows the cores other work leaves
+    swa: dict | None = None       # {"n": epochs averaged, "params": running means} with swa_start
 
 
 def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
@@ -151,7 +152,7 @@ def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
     net, rank, world = distributed(model, device)
     if rank:
         log = lambda *a: None  # noqa: E731  (rank 0 alone writes and reports)
-    opt, start_epoch, best_acc = make_optimizer(cfg, model, device), 0, -1.0
+    opt, start_epoch, best_acc, swa = make_optimizer(cfg, model, device), 0, -1.0, None
     sched = make_scheduler(cfg, opt)
     gen = torch.Generator(device).manual_seed(cfg.seed)
     if resume is not None:
@@ -161,7 +162,7 @@ def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         gen.set_state(ck["generator"])
-        start_epoch, best_acc = ck["epoch"], ck["best_val_acc"]
+        start_epoch, best_acc, swa = ck["epoch"], ck["best_val_acc"], ck.get("swa")
         if (resume / "best.pt").is_file():  # with checkpoint_every > 1, best.pt may be newer than last.pt
             best_acc = max(best_acc, read_checkpoint(resume / "best.pt")["val_acc"])
         run.truncate_metrics(start_epoch)
@@ -169,6 +170,8 @@ def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
     else:
         if cfg.init_from:
             log(init_from(model, cfg.init_from))
+        if cfg.init_latent_from:
+            log(init_latent_magnitudes(model, cfg.init_latent_from))
         run = None
         if rank == 0:
             run = Run.create(cfg, run_id or f"{cfg.model}_{'binary' if cfg.binarize else 'float'}")
@@ -185,7 +188,7 @@ def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
                              cores.update if cores else None)
     return _State(cfg=cfg, device=device, splits=splits, model=model, net=net, rank=rank, world=world, opt=opt,
                   sched=sched, gen=gen, run=run, start_epoch=start_epoch, best_acc=best_acc, log=log,
-                  teacher=teacher, teacher_cache=cache, cores=cores)
+                  teacher=teacher, teacher_cache=cache, cores=cores, swa=swa)
 
 
 def _train_epoch(s: _State, epoch: int, stop: dict) -> tuple:
@@ -244,6 +247,8 @@ def _end_epoch(s: _State, epoch: int, sums: tuple, t0: float, log) -> None:
            "val_loss": f"{val_loss:.5f}" if has_val else "", "val_acc": f"{val_acc:.3f}" if has_val else "",
            "lr": f"{lr_used:.3e}", "epoch_seconds": f"{seconds:.1f}"}
     run.append_metrics(row)  # before last.pt: a resume drops rows past the checkpoint
+    if cfg.swa_start and epoch >= cfg.swa_start:
+        s.swa = swa_update(s.swa, s.model)
     if has_val and val_acc > s.best_acc:
         s.best_acc = val_acc
         save_checkpoint({"model": s.model.state_dict(), "config": cfg.to_dict(), "epoch": epoch,
@@ -259,4 +264,17 @@ def _save_last(s: _State, epoch: int) -> None:
     """last.pt: everything an exact resume needs."""
     save_checkpoint({"model": s.model.state_dict(), "optimizer": s.opt.state_dict(),
                  "scheduler": s.sched.state_dict(), "generator": s.gen.get_state(),
-                 "epoch": epoch, "best_val_acc": s.best_acc, "config": s.cfg.to_dict()}, s.run.dir / "last.pt")
+                 "epoch": epoch, "best_val_acc": s.best_acc, "config": s.cfg.to_dict(), "swa": s.swa},
+                s.run.dir / "last.pt")
+
+
+@torch.no_grad()
+def swa_update(swa: dict | None, model) -> dict:
+    """The running mean of the trained parameters over the epochs' ends (float64: exact over any run length)."""
+    params = {n: p.detach().double() for n, p in model.named_parameters()}
+    if swa is None:
+        return {"n": 1, "params": {n: p.clone() for n, p in params.items()}}
+    k = swa["n"] + 1
+    for n, p in params.items():
+        swa["params"][n] += (p - swa["params"][n]) / k
+    return {"n": k, "params": swa["params"]}
