@@ -529,3 +529,17 @@ def test_init_latent_from_gives_the_signs_their_old_magnitudes(tmp_path, tiny_ru
         tiny_config(swa_start=3, epochs=1)
     with pytest.raises(ConfigError, match="swa_start: the average's batch-norm statistics are recomputed"):
         tiny_config(swa_start=1, precise_bn=False)
+
+
+@pytest.mark.needs_data
+def test_a_missing_init_latent_from_is_one_error_line_before_any_run_folder(tmp_path, tiny_run, capsys):
+    from conftest import DATA, ROOT
+
+    from training.__main__ import main
+    rc = main(["x", "--params", str(ROOT / "configs/lenet5_binary.yml"), "--init-from", str(tiny_run),
+               "--init-latent-from", str(tmp_path / "nowhere.pt"), "--epochs", "1", "--train-limit", "200",
+               "--results", str(tmp_path / "out"), "--data-dir", str(DATA)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [f"error: init_latent_from: {tmp_path / 'nowhere.pt'} not found; give the checkpoint "
+                               f"whose latent weights the signs were trained from (a run's .pt or run folder)"]
+    assert not (tmp_path / "out" / "x").exists()

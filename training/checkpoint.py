@@ -137,14 +137,19 @@ def preset_path(path: str) -> Path:
     return ROOT / p if not p.is_absolute() and not p.exists() and (ROOT / p).exists() else p
 
 
+def _read_source(path: str, key: str, fix: str) -> dict:
+    """The checkpoint a preset key names, or an error naming the key and the fix."""
+    src = preset_path(path)
+    if not src.exists():
+        raise CheckpointError(f"{key}: {path} not found; {fix}")
+    return read_checkpoint(src)
+
+
 def init_from(model, path: str) -> str:
     """Copies the tensors whose name and shape match (float pretraining of a quantized net; a shipped model to
     train on)."""
-    src = preset_path(path)
-    if not src.exists():
-        raise CheckpointError(f"init_from: {path} not found; give the run folder or checkpoint to start from "
-                              f"(a pretrained/ folder works too: it starts from its stored +-1 weights)")
-    ck = read_checkpoint(src)
+    ck = _read_source(path, "init_from", "give the run folder or checkpoint to start from (a pretrained/ folder "
+                                         "works too: it starts from its stored +-1 weights)")
     own = model.state_dict()
     same = {k: v for k, v in ck["model"].items() if k in own and own[k].shape == v.shape}
     if not same:
@@ -157,11 +162,8 @@ def init_from(model, path: str) -> str:
 def init_latent_magnitudes(model, path: str) -> str:
     """Gives init_from's +-1 weights the magnitudes of the same latent weights in path, keeping their signs: latent
     weights at +-1 sit as far from zero as the clamp allows, where Adam's small steps take epochs to flip any."""
-    src = preset_path(path)
-    if not src.exists():
-        raise CheckpointError(f"init_latent_from: {path} not found; give the checkpoint whose latent weights the "
-                              f"signs were trained from (a run's .pt or run folder)")
-    theirs = read_checkpoint(src)["model"]
+    theirs = _read_source(path, "init_latent_from", "give the checkpoint whose latent weights the signs were "
+                                                    "trained from (a run's .pt or run folder)")["model"]
     signs = {n: p for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1
              and bool(((p == 1) | (p == -1)).all())}
     scaled = [n for n, p in signs.items() if n in theirs and theirs[n].shape == p.shape]

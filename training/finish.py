@@ -79,10 +79,9 @@ def select_final(run: Run, cfg: TrainConfig, splits, device, log) -> tuple[dict,
             (f"val acc {val_acc:.3f}%" if val_acc is not None else "no validation split"))
         done.append({"model": {k: v.clone() for k, v in model.state_dict().items()}, "config": ck["config"],
                      "epoch": ck["epoch"], "val_acc": val_acc, "source": name, "precise_bn": True})
-    final = done[-1]
-    if splits.has_val:
-        for c in done:
-            final = c if c["val_acc"] >= final["val_acc"] else final
+    final = done[0] if splits.has_val else done[-1]
+    for c in done[1:] if splits.has_val else ():
+        final = c if c["val_acc"] >= final["val_acc"] else final  # ties: the later one
     save_checkpoint(final, run.dir / "final.pt")
     return final, [c for c in done if c is not final]
 
