@@ -543,3 +543,12 @@ def test_a_missing_init_latent_from_is_one_error_line_before_any_run_folder(tmp_
     assert rc == 2 and err == [f"error: init_latent_from: {tmp_path / 'nowhere.pt'} not found; give the checkpoint "
                                f"whose latent weights the signs were trained from (a run's .pt or run folder)"]
     assert not (tmp_path / "out" / "x").exists()
+
+
+def test_final_is_the_best_validated_candidate_and_a_tie_goes_to_the_later_one():
+    from training.finish import pick_final
+    best, last, avg = ({"source": n, "val_acc": a} for n, a in (("best", 90.0), ("last", 91.0), ("avg", 91.0)))
+    assert pick_final([best, last, avg], True) is avg
+    assert pick_final([best, last], True) is last
+    assert pick_final([{"source": "best", "val_acc": 92.0}, last], True)["source"] == "best"
+    assert pick_final([best, last, avg], False) is avg

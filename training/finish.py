@@ -60,6 +60,12 @@ def swa_candidate(last: dict) -> tuple[str, dict]:
     return name, {"model": model, "config": last["config"], "epoch": last["epoch"]}
 
 
+def pick_final(done: list[dict], has_val: bool) -> dict:
+    """The best validated candidate, a tie going to the later one (max keeps the first it meets); the last
+    without validation."""
+    return max(reversed(done), key=lambda c: c["val_acc"]) if has_val else done[-1]
+
+
 def select_final(run: Run, cfg: TrainConfig, splits, device, log) -> tuple[dict, list]:
     """final.pt: best.pt or last.pt (or the weight average) after PreciseBN, whichever validates better (ties:
     the later one); without a validation split, the weight average where there is one, else last.pt. Also
@@ -79,9 +85,7 @@ def select_final(run: Run, cfg: TrainConfig, splits, device, log) -> tuple[dict,
             (f"val acc {val_acc:.3f}%" if val_acc is not None else "no validation split"))
         done.append({"model": {k: v.clone() for k, v in model.state_dict().items()}, "config": ck["config"],
                      "epoch": ck["epoch"], "val_acc": val_acc, "source": name, "precise_bn": True})
-    final = done[0] if splits.has_val else done[-1]
-    for c in done[1:] if splits.has_val else ():
-        final = c if c["val_acc"] >= final["val_acc"] else final  # ties: the later one
+    final = pick_final(done, splits.has_val)
     save_checkpoint(final, run.dir / "final.pt")
     return final, [c for c in done if c is not final]
 
