@@ -244,6 +244,21 @@ def test_compiled_distillation_compiles_the_teacher_too(tiny_run, tmp_path, monk
 
 
 @pytest.mark.needs_data
+def test_the_teacher_compiles_apart_from_the_student(tiny_run, tmp_path, monkeypatch):
+    """teacher_compile on with compile off (what auto picks for a long fp32 VGGNet7 run on the CPU): the teacher's
+    forward is compiled, the student's is not; teacher_compile off compiles neither."""
+    from training.train import _start
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda m, *a, **k: compiled.append(m) or m)
+    for mode in ("on", "off"):
+        compiled.clear()
+        s = _start(tiny_config(epochs=1, train_limit=200, compile="off", teacher_compile=mode,
+                               distill_from=str(tiny_run), results=str(tmp_path / mode)), "t", None, lambda *a: None)
+        assert s.net is s.model and compiled == ([s.teacher] if mode == "on" else [])
+        assert s.teacher is not None and not s.teacher.training
+
+
+@pytest.mark.needs_data
 def test_long_inference_runs_compiled_with_the_eager_logits(tiny_run, monkeypatch):
     """predict: where the first batch says the rest would be long (a VGGNet7 on thousands of images: 2x faster,
     identical logits, measured on machine B), the other full batches run compiled, a short last batch eager (no
@@ -287,11 +302,13 @@ def test_auto_precision_and_compile_resolve_per_machine_and_run(monkeypatch, tin
     assert (t.resolve_speed(lenet, cpu, 50_000).amp, t.resolve_speed(lenet, cpu, 50_000).compile) == ("none", "on")
     assert t.resolve_speed(lenet, cpu, 3_000).compile == "off"  # 1,200 steps: compiling would not pay
     assert t.resolve_speed(vgg, cpu, 45_000).compile == "off"  # fp32 VGGNet7: measured no faster compiled
+    assert t.resolve_speed(vgg, cpu, 45_000).teacher_compile == "on"  # its teacher's forward: 2.2x compiled
+    assert t.resolve_speed(lenet, cpu, 3_000).teacher_compile == "off"
     monkeypatch.setattr(t, "cpu_has_native_bf16", lambda: True)
     assert (t.resolve_speed(vgg, cpu, 45_000).amp, t.resolve_speed(vgg, cpu, 45_000).compile) == ("bf16", "on")
     assert (t.resolve_speed(lenet, torch.device("cuda"), 100).amp,
             t.resolve_speed(lenet, torch.device("cuda"), 100).compile) == ("bf16", "on")
-    fixed = TrainConfig(amp="none", compile="off", epochs=40)
+    fixed = TrainConfig(amp="none", compile="off", teacher_compile="off", epochs=40)
     assert t.resolve_speed(fixed, cpu, 50_000) == fixed  # what the user set stays
     params = yaml.safe_load((tiny_run / "params.yml").read_text())
     assert params["amp"] in ("none", "bf16") and params["compile"] == "off"

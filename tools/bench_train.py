@@ -1,8 +1,8 @@
 """make bench: training images/s of the binary LeNet5 and VGGNet7 in fp32 and the faster modes.
 
 Synthetic-free: real MNIST/CIFAR-10 batches, the real training step (forward, loss, backward,
-Adam step with the latent-weight clamp). Also a short accuracy check that bf16 autocast trains
-as well as fp32 on the same images.
+Adam step with the latent-weight clamp), and a distillation teacher's forward eager and compiled.
+Also a short accuracy check that bf16 autocast trains as well as fp32 on the same images.
 """
 from __future__ import annotations
 
@@ -73,6 +73,32 @@ def images_per_s(model_name: str, mode: dict, batch: int, steps: int, threads: i
     return time_steps(cfg, prepared_batches(dataset, batch, steps + 2))
 
 
+def teacher_forward(amp: str, batch: int, steps: int, threads: int) -> dict:
+    """A distillation teacher's forward (the shipped full-width VGGNet7, frozen, as training/losses.py loads it)
+    on augmented CIFAR-10 training batches, eager and compiled side by side: images/s and how far the logits
+    differ (teacher_compile: auto rests on this)."""
+    from training.checkpoint import load, preset_path
+    from training.data import augment
+    torch.set_num_threads(threads)
+    teacher = load(preset_path("pretrained/vggnet7/binary"))[0]
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    x = make_splits("cifar10", train_limit=batch * (steps + 1), test_limit=1).x_train
+    gen = torch.Generator().manual_seed(0)
+    data = [augment(x[i:i + batch], "cifar10", gen) for i in range(0, len(x), batch)]
+    cfg, row, logits = TrainConfig(model="vggnet7", dataset="cifar10", amp=amp), {"amp": amp, "batch": batch}, {}
+    torch._dynamo.reset()
+    for name, net in (("eager", teacher), ("compiled", torch.compile(teacher))):
+        with torch.no_grad(), autocast(cfg, torch.device("cpu")):
+            net(data[0])  # warm-up (compiling)
+            t0 = time.perf_counter()
+            logits[name] = torch.cat([net(xb).float() for xb in data[1:]])
+        row[f"{name}_images_per_s"] = round(len(logits[name]) / (time.perf_counter() - t0), 1)
+    row["logits_max_abs_diff"] = (logits["eager"] - logits["compiled"]).abs().max().item()
+    row["top1_differs"] = int((logits["eager"].argmax(1) != logits["compiled"].argmax(1)).sum())
+    return row
+
+
 def accuracy_check(amp: str, threads: int) -> float:
     from training.train import train
     cfg = TrainConfig(epochs=2, train_limit=5000, val_size=1000, test_limit=2000, amp=amp, threads=threads,
@@ -130,7 +156,13 @@ def main(argv=None) -> int:
                          "epoch_minutes": round(epoch_images / ips / 60, 2)})
             print(f"{model_name:8s} {name:20s} batch {batch:4d}: {ips:8.1f} images/s, "
                   f"epoch of {epoch_images:,} images {epoch_images / ips / 60:6.2f} min", flush=True)
-    result = {"threads": args.threads, "throughput": rows}
+    result = {"threads": args.threads, "throughput": rows, "teacher_forward": []}
+    for amp in ("none", "bf16") if cpu_has_native_bf16() else ("none",):
+        row = teacher_forward(amp, 100, max(4, args.steps // 4), args.threads)
+        result["teacher_forward"].append(row)
+        print(f"teacher   {'fp32' if amp == 'none' else amp:20s} batch 100: eager {row['eager_images_per_s']:.1f}, "
+              f"compiled {row['compiled_images_per_s']:.1f} images/s; logits max |d| "
+              f"{row['logits_max_abs_diff']:.3g}, top-1 differs on {row['top1_differs']}", flush=True)
     if not args.no_accuracy and cpu_has_native_bf16():
         result["accuracy_check"] = {amp: accuracy_check(amp, args.threads) for amp in ("none", "bf16")}
         print(f"2 epochs on 5,000 MNIST images, test accuracy: fp32 {result['accuracy_check']['none']:.2f}%, "

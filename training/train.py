@@ -144,8 +144,12 @@ def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
     splits = make_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.train_limit, cfg.test_limit)
     splits = type(splits)(*(t.to(device) for t in vars(splits).values()))  # resident: one copy, no per-step H2D
     cfg = resolve_speed(cfg, device, len(splits.x_train))
+    teacher_note = f", teacher compile {cfg.teacher_compile}" if teacher is not None else ""
     if resume is None:
-        log(f"precision {cfg.amp}, compile {cfg.compile}, {torch.get_num_threads()} CPU threads, device {device}")
+        log(f"precision {cfg.amp}, compile {cfg.compile}{teacher_note}, {torch.get_num_threads()} CPU threads, "
+            f"device {device}")
+    elif teacher_note:  # a run from before teacher_compile existed resolves it now: say what this part runs
+        log(f"teacher compile {cfg.teacher_compile}")
     model = build_model(cfg).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -179,8 +183,8 @@ def _start(cfg: TrainConfig, run_id: str, resume: Path | None, log) -> _State:
             log(f"run folder: {run.dir}")
     if cfg.compile == "on":  # resolved above: 'auto' is gone
         net = torch.compile(net)  # the training forward only; evaluation runs the module as it is
-        if teacher is not None:  # its forward in every step (or the cache): Brevitas's quantizers fuse
-            teacher = torch.compile(teacher)
+    if teacher is not None and cfg.teacher_compile == "on":  # its forward in every step (or the cache)
+        teacher = torch.compile(teacher)
     cores = CoreShare(log) if device.type == "cpu" and not cfg.threads and world == 1 else None
     cache = None
     if teacher is not None and TeacherCache.pays(cfg):
