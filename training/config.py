@@ -114,8 +114,8 @@ class TrainConfig:
                                 "what ran")
     teacher_compile: str = _opt("auto", "torch.compile the distillation teacher's forward (frozen, inference only): "
                                         "auto = on wherever the training forward is compiled and on the CPU for "
-                                        "runs of 2,000 steps or more (VGGNet7 in fp32 too: 2.2x faster, the same "
-                                        "logits); params.yml records what ran")
+                                        "runs of 2,000 steps or more (the VGGNet7 teacher in fp32 too: 2.0x faster, "
+                                        "the same logits); params.yml records what ran")
     threads: int = _opt(0, "torch CPU threads; 0: as many as the cores other work leaves free (at most torch's "
                                 "default), decided again every 5 s on the CPU")
     time_budget: float = _opt(0.0, "seconds for the whole run (a resumed run counts its earlier epochs): from the "
