@@ -27,6 +27,7 @@ def test_command_line_overrides_preset():
     ("lr", "fast", "lr (command line): expected a number"),
     ("binarize", "maybe", "binarize (command line): expected true or false"),
     ("optimizer", "lamb", "optimizer: 'lamb' is not one of"),
+    ("teacher_compile", "maybe", "teacher_compile: 'maybe' is not one of auto, on, off"),
     ("tern_weights", "10", "tern_weights: '10' must be 4 characters"),
     ("dataset", "cifar10", "lenet5 is built for mnist"),
     ("lr", "nan", "lr: must be a finite number"),

@@ -74,19 +74,18 @@ def images_per_s(model_name: str, mode: dict, batch: int, steps: int, threads: i
 
 
 def teacher_forward(amp: str, batch: int, steps: int, threads: int) -> dict:
-    """A distillation teacher's forward (the shipped full-width VGGNet7, frozen, as training/losses.py loads it)
+    """A distillation teacher's forward (the shipped full-width VGGNet7, loaded by training's load_teacher)
     on augmented CIFAR-10 training batches, eager and compiled side by side: images/s and how far the logits
     differ (teacher_compile: auto rests on this)."""
-    from training.checkpoint import load, preset_path
     from training.data import augment
+    from training.losses import load_teacher
     torch.set_num_threads(threads)
-    teacher = load(preset_path("pretrained/vggnet7/binary"))[0]
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+    cfg = TrainConfig(model="vggnet7", dataset="cifar10", amp=amp, distill_from="pretrained/vggnet7/binary")
+    teacher = load_teacher(cfg, torch.device("cpu"))
     x = make_splits("cifar10", train_limit=batch * (steps + 1), test_limit=1).x_train
     gen = torch.Generator().manual_seed(0)
     data = [augment(x[i:i + batch], "cifar10", gen) for i in range(0, len(x), batch)]
-    cfg, row, logits = TrainConfig(model="vggnet7", dataset="cifar10", amp=amp), {"amp": amp, "batch": batch}, {}
+    row, logits = {"amp": amp, "batch": batch}, {}
     torch._dynamo.reset()
     for name, net in (("eager", teacher), ("compiled", torch.compile(teacher))):
         with torch.no_grad(), autocast(cfg, torch.device("cpu")):
