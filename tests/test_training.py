@@ -569,3 +569,22 @@ def test_final_is_the_best_validated_candidate_and_a_tie_goes_to_the_later_one()
     assert pick_final([best, last], True) is last
     assert pick_final([{"source": "best", "val_acc": 92.0}, last], True)["source"] == "best"
     assert pick_final([best, last, avg], False) is avg
+
+
+def test_publishing_over_the_model_a_run_started_from_names_the_model_it_replaces(tmp_path):
+    import subprocess
+
+    from training.publish import replaced
+    dest = tmp_path / "pretrained/vggnet7/pynqz1"
+    dest.mkdir(parents=True)
+    (dest / "info.json").write_text(json.dumps({"test_acc": 84.34}))
+    lines = {"teacher": str(tmp_path / "other"), "started_from": str(dest)}
+    assert replaced(lines, dest) == {"teacher": str(tmp_path / "other"),
+                                     "started_from": f"{dest} as it was before this model replaced it (test 84.34%)"}
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git[:3] + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "shipped"], check=True)
+    commit = subprocess.run(git[:3] + ["log", "-1", "--format=%h"], capture_output=True, text=True).stdout.strip()
+    assert replaced(lines, dest)["started_from"].endswith(f"(test 84.34%, commit {commit})")
+    assert replaced({"started_from": str(tmp_path / "other")}, dest) == {"started_from": str(tmp_path / "other")}

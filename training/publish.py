@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ import yaml
 
 from common import compat  # noqa: F401
 
-from .checkpoint import evaluate_checkpoint, read_checkpoint
+from .checkpoint import evaluate_checkpoint, preset_path, read_checkpoint
 from .compact import save_compact
 
 
@@ -41,8 +42,28 @@ def lineage(run: Path) -> dict:
             if params.get(name)}
 
 
+def replaced(lines: dict, dest: Path) -> dict:
+    """A lineage entry naming dest itself would name the new model once it is written: it names the one it
+    replaces instead (its test accuracy, and the commit that holds it where dest is in git)."""
+    out = dict(lines)
+    for key, path in lines.items():
+        if preset_path(path).resolve() != dest.resolve():
+            continue
+        old = json.loads((dest / "info.json").read_text()) if (dest / "info.json").is_file() else {}
+        try:
+            head = subprocess.run(["git", "log", "-1", "--format=%h", "--", "."], cwd=dest, capture_output=True,
+                                  text=True)
+            commit = head.stdout.strip() if head.returncode == 0 else ""
+        except OSError:  # no git here
+            commit = ""
+        out[key] = (f"{path} as it was before this model replaced it (test {old.get('test_acc', '?')}%"
+                    + (f", commit {commit}" if commit else "") + ")")
+    return out
+
+
 def publish(run: Path, dest: Path, where: str, command: str = "", code: str = "", extra: dict | None = None) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
+    ancestry = replaced(lineage(run), dest)
     ck = read_checkpoint(run)
     ck.setdefault("source", "best.pt")
     ck.setdefault("precise_bn", False)
@@ -58,7 +79,7 @@ def publish(run: Path, dest: Path, where: str, command: str = "", code: str = ""
             "test_images": n_test, "epochs": len(rows),
             "train_wall_minutes": round(sum(float(r["epoch_seconds"]) for r in rows) / 60, 1),
             "trained_on": where, "command": command, "code": code,
-            "torch": torch.__version__, "python": platform.python_version(), **lineage(run), **(extra or {})}
+            "torch": torch.__version__, "python": platform.python_version(), **ancestry, **(extra or {})}
     (dest / "info.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(info, indent=2))
     return dest
