@@ -2,7 +2,8 @@
 
 Writes model.npz (the run's final.pt in the compact format of training/compact.py: binary weights as bits),
 params.yml, metrics.csv, curves.png, test_accuracy.txt and info.json (epochs, wall time, where and how it
-trained, and the teacher and starting weights of a run that had them). QONNX is generated on demand
+trained, and the teacher and starting weights of a run that had them; starting weights that are the folder being
+replaced are named with their test accuracy and the commit that holds them). QONNX is generated on demand
 (`make export`, and every hardware build exports its own).
 """
 from __future__ import annotations
