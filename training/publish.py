@@ -43,23 +43,25 @@ def lineage(run: Path) -> dict:
             if params.get(name)}
 
 
+def last_commit(folder: Path) -> str:
+    """The short commit that last changed folder, or "" outside git (or without git)."""
+    try:
+        r = subprocess.run(["git", "log", "-1", "--format=%h", "--", "."], cwd=folder, capture_output=True, text=True)
+    except OSError:
+        return ""
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
 def replaced(lines: dict, dest: Path) -> dict:
     """A lineage entry naming dest itself would name the new model once it is written: it names the one it
     replaces instead (its test accuracy, and the commit that holds it where dest is in git)."""
-    out = dict(lines)
-    for key, path in lines.items():
-        if preset_path(path).resolve() != dest.resolve():
-            continue
-        old = json.loads((dest / "info.json").read_text()) if (dest / "info.json").is_file() else {}
-        try:
-            head = subprocess.run(["git", "log", "-1", "--format=%h", "--", "."], cwd=dest, capture_output=True,
-                                  text=True)
-            commit = head.stdout.strip() if head.returncode == 0 else ""
-        except OSError:  # no git here
-            commit = ""
-        out[key] = (f"{path} as it was before this model replaced it (test {old.get('test_acc', '?')}%"
-                    + (f", commit {commit}" if commit else "") + ")")
-    return out
+    same = [key for key, path in lines.items() if preset_path(path).resolve() == dest.resolve()]
+    if not same:
+        return lines
+    old = json.loads((dest / "info.json").read_text()) if (dest / "info.json").is_file() else {}
+    commit = last_commit(dest)
+    was = f"test {old.get('test_acc', '?')}%" + (f", commit {commit}" if commit else "")
+    return {**lines, **{key: f"{lines[key]} as it was before this model replaced it ({was})" for key in same}}
 
 
 def publish(run: Path, dest: Path, where: str, command: str = "", code: str = "", extra: dict | None = None) -> Path:
